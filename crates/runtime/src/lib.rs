@@ -1,0 +1,1 @@
+//! jdos-runtime.

@@ -1,0 +1,372 @@
+//! The jdos state store: revisioned keys, compare-and-swap transactions,
+//! prefix watch and leases, with etcd's semantics.
+//!
+//! Every backend implements [`Store`] and must pass the conformance suite in
+//! [`conformance`]. Keys are UTF-8 paths (see `jdos_types::keys`), values are
+//! opaque bytes (JSON by convention, see [`json`]).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+/// A store revision. The global revision increases by one with every committed
+/// write transaction (a put, a delete that removed something, or a txn whose
+/// chosen branch wrote something); 0 means "never".
+pub type Revision = u64;
+
+/// A lease id; 0 is never a valid lease.
+pub type LeaseId = u64;
+
+/// A key with its value and revisions, as etcd's `mvccpb.KeyValue`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    /// The key.
+    pub key: String,
+    /// The value.
+    pub value: Vec<u8>,
+    /// Revision of the write that created the key (since its last delete).
+    pub create_revision: Revision,
+    /// Revision of the last write to the key.
+    pub mod_revision: Revision,
+    /// Number of writes since creation (1 after the first put).
+    pub version: u64,
+    /// Lease the key is attached to, if any.
+    pub lease: Option<LeaseId>,
+}
+
+/// Options of a prefix range read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RangeOptions {
+    /// Only keys strictly greater than this (for pagination: pass the last key
+    /// of the previous page).
+    pub start_after: Option<String>,
+    /// At most this many keys (0 = no limit).
+    pub limit: usize,
+    /// Return keys and revisions only, with empty values.
+    pub keys_only: bool,
+}
+
+/// One page of a range read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangePage {
+    /// Keys in ascending order.
+    pub kvs: Vec<KeyValue>,
+    /// True when more keys match after the last one returned.
+    pub more: bool,
+    /// The store's revision at the time of the read.
+    pub revision: Revision,
+}
+
+/// How a [`Compare`] compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    /// Equal.
+    Equal,
+    /// Not equal.
+    NotEqual,
+    /// Less than.
+    Less,
+    /// Greater than.
+    Greater,
+}
+
+/// What a [`Compare`] looks at. A missing key has create/mod revision 0,
+/// version 0 and no value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CmpTarget {
+    /// The key's version.
+    Version(u64),
+    /// The key's create revision (0 = the key does not exist).
+    CreateRevision(Revision),
+    /// The key's mod revision.
+    ModRevision(Revision),
+    /// The key's value (a missing key never equals any value).
+    Value(Vec<u8>),
+}
+
+/// One condition of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compare {
+    /// Key compared.
+    pub key: String,
+    /// Operator.
+    pub op: CmpOp,
+    /// Target.
+    pub target: CmpTarget,
+}
+
+impl Compare {
+    /// The key does not exist.
+    pub fn absent(key: impl Into<String>) -> Self {
+        Compare {
+            key: key.into(),
+            op: CmpOp::Equal,
+            target: CmpTarget::CreateRevision(0),
+        }
+    }
+
+    /// The key was last modified at `rev` (0 = does not exist).
+    pub fn mod_revision(key: impl Into<String>, rev: Revision) -> Self {
+        Compare {
+            key: key.into(),
+            op: CmpOp::Equal,
+            target: CmpTarget::ModRevision(rev),
+        }
+    }
+
+    /// The key holds exactly `value`.
+    pub fn value(key: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        Compare {
+            key: key.into(),
+            op: CmpOp::Equal,
+            target: CmpTarget::Value(value.into()),
+        }
+    }
+}
+
+/// One operation of a transaction branch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnOp {
+    /// Put a key, optionally attached to a lease.
+    Put {
+        /// Key.
+        key: String,
+        /// Value.
+        value: Vec<u8>,
+        /// Lease.
+        lease: Option<LeaseId>,
+    },
+    /// Delete one key.
+    Delete {
+        /// Key.
+        key: String,
+    },
+    /// Delete every key under a prefix.
+    DeletePrefix {
+        /// Prefix.
+        prefix: String,
+    },
+    /// Read one key (its result appears in [`TxnResponse::responses`]).
+    Get {
+        /// Key.
+        key: String,
+    },
+}
+
+impl TxnOp {
+    /// A put with no lease.
+    pub fn put(key: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        TxnOp::Put {
+            key: key.into(),
+            value: value.into(),
+            lease: None,
+        }
+    }
+
+    /// A delete.
+    pub fn delete(key: impl Into<String>) -> Self {
+        TxnOp::Delete { key: key.into() }
+    }
+}
+
+/// A multi-key transaction: if every compare holds, apply `success`, else
+/// `failure`. Atomic: all of a branch commits at one revision or none does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Txn {
+    /// Conditions, all of which must hold.
+    pub compares: Vec<Compare>,
+    /// Applied when they hold.
+    pub success: Vec<TxnOp>,
+    /// Applied otherwise.
+    pub failure: Vec<TxnOp>,
+}
+
+impl Txn {
+    /// An empty transaction.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a condition.
+    pub fn when(mut self, c: Compare) -> Self {
+        self.compares.push(c);
+        self
+    }
+
+    /// Adds a success operation.
+    pub fn and_then(mut self, op: TxnOp) -> Self {
+        self.success.push(op);
+        self
+    }
+
+    /// Adds a failure operation.
+    pub fn or_else(mut self, op: TxnOp) -> Self {
+        self.failure.push(op);
+        self
+    }
+}
+
+/// What one [`TxnOp`] returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpResponse {
+    /// A put; the key's previous value, if any.
+    Put {
+        /// Previous key-value.
+        prev: Option<KeyValue>,
+    },
+    /// A delete / delete-prefix; how many keys were removed.
+    Delete {
+        /// Keys removed.
+        deleted: u64,
+    },
+    /// A get.
+    Get {
+        /// The key-value, if present.
+        kv: Option<KeyValue>,
+    },
+}
+
+/// Result of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnResponse {
+    /// True when every compare held and `success` ran.
+    pub succeeded: bool,
+    /// The store revision after the transaction.
+    pub revision: Revision,
+    /// One response per operation of the branch that ran.
+    pub responses: Vec<OpResponse>,
+}
+
+/// Kind of a watch event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// A put.
+    Put,
+    /// A delete (including a lease expiry).
+    Delete,
+}
+
+/// A change seen by a watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchEvent {
+    /// Put or delete.
+    pub kind: EventKind,
+    /// The key-value after the change; for a delete, the key with an empty
+    /// value and `mod_revision` set to the deleting revision.
+    pub kv: KeyValue,
+    /// The key-value before the change, if it existed.
+    pub prev: Option<KeyValue>,
+}
+
+/// A stream of watch events, in revision order, with no gaps and no
+/// duplicates. Events of one transaction arrive in one call's batch.
+pub struct Watch {
+    /// Receives batches of events; closed when the store drops the watch
+    /// (e.g. the watcher fell too far behind: re-list and watch again).
+    pub rx: tokio::sync::mpsc::Receiver<Result<Vec<WatchEvent>, StoreError>>,
+}
+
+impl Watch {
+    /// The next batch of events, or `None` when the watch ended.
+    pub async fn next(&mut self) -> Option<Result<Vec<WatchEvent>, StoreError>> {
+        self.rx.recv().await
+    }
+}
+
+/// Store errors.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A watch asked for history that was compacted away.
+    #[error("revision {requested} was compacted (oldest kept is {compacted}): list again and watch from the list's revision")]
+    Compacted {
+        /// Revision asked for.
+        requested: Revision,
+        /// Oldest revision still available.
+        compacted: Revision,
+    },
+    /// A revision in the future was asked for.
+    #[error("revision {requested} is newer than the store's {current}")]
+    FutureRevision {
+        /// Revision asked for.
+        requested: Revision,
+        /// Current revision.
+        current: Revision,
+    },
+    /// The lease does not exist (never granted, revoked or expired).
+    #[error("lease {0} not found (expired or revoked)")]
+    LeaseNotFound(LeaseId),
+    /// The input was not acceptable (empty key, bad TTL, too large …).
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The backend failed (disk, network); the write may not have happened.
+    #[error("store backend failed: {0}")]
+    Backend(String),
+    /// The store is closed.
+    #[error("store is closed")]
+    Closed,
+}
+
+/// Result alias.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A revisioned key-value store with etcd's semantics.
+///
+/// Every write is durable when its future resolves (for persistent
+/// backends). Implementations batch concurrent writes (group commit) so
+/// that many writers share one sync.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Reads one key.
+    async fn get(&self, key: &str) -> Result<Option<KeyValue>>;
+
+    /// Reads the keys under `prefix` in ascending order, one page at a time.
+    async fn range(&self, prefix: &str, opts: RangeOptions) -> Result<RangePage>;
+
+    /// Writes one key, returning the new revision.
+    async fn put(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<Revision>;
+
+    /// Deletes one key, returning the revision of the delete, or `None` when
+    /// the key did not exist (nothing was written).
+    async fn delete(&self, key: &str) -> Result<Option<Revision>>;
+
+    /// Runs a compare-and-swap transaction atomically.
+    async fn txn(&self, txn: Txn) -> Result<TxnResponse>;
+
+    /// Watches every key under `prefix`, from revision `from` (inclusive);
+    /// `0` means "from now on".
+    async fn watch(&self, prefix: &str, from: Revision) -> Result<Watch>;
+
+    /// Grants a lease with the given time to live.
+    async fn lease_grant(&self, ttl: Duration) -> Result<LeaseId>;
+
+    /// Renews a lease for another TTL.
+    async fn lease_keep_alive(&self, lease: LeaseId) -> Result<()>;
+
+    /// Revokes a lease, deleting every key attached to it.
+    async fn lease_revoke(&self, lease: LeaseId) -> Result<()>;
+
+    /// The current global revision.
+    async fn revision(&self) -> Result<Revision>;
+
+    /// Drops history older than `rev`: watches from before it fail with
+    /// [`StoreError::Compacted`].
+    async fn compact(&self, rev: Revision) -> Result<()>;
+}
+
+/// JSON helpers for storing typed values.
+pub mod json {
+    use serde::{de::DeserializeOwned, Serialize};
+
+    use crate::{KeyValue, StoreError};
+
+    /// Serializes a value for the store.
+    pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+        serde_json::to_vec(v).map_err(|e| StoreError::Invalid(format!("cannot encode value: {e}")))
+    }
+
+    /// Deserializes a stored value.
+    pub fn decode<T: DeserializeOwned>(kv: &KeyValue) -> Result<T, StoreError> {
+        serde_json::from_slice(&kv.value)
+            .map_err(|e| StoreError::Backend(format!("corrupt value at {}: {e}", kv.key)))
+    }
+}

@@ -1,0 +1,210 @@
+//! Groups: app × env × group name, placed in one datacenter. The unit of
+//! replicas and of elastic scaling.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::name::{check_label, check_name};
+use crate::{Resources, Validate, ValidationErrors};
+
+/// Most replicas one group may ask for.
+pub const MAX_REPLICAS: u32 = 100_000;
+
+/// Identifies a group: `app/env/group`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct GroupKey {
+    /// App name.
+    pub app: String,
+    /// Environment (`production`, `test` …).
+    pub env: String,
+    /// Group name, unique within app and env.
+    pub group: String,
+}
+
+impl GroupKey {
+    /// Builds a key.
+    pub fn new(app: &str, env: &str, group: &str) -> Self {
+        GroupKey {
+            app: app.to_string(),
+            env: env.to_string(),
+            group: group.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for GroupKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.app, self.env, self.group)
+    }
+}
+
+/// How the scheduler may spread a group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlacementStrategy {
+    /// Prefer the least-loaded hosts (default).
+    #[default]
+    Spread,
+    /// Prefer the fullest hosts that still fit.
+    Binpack,
+}
+
+/// Placement policy of a group. `None` caps take the scheduler's defaults
+/// (`max_per_host = 1`, at most `ceil(replicas / 2)` per switch when the
+/// datacenter has two or more switches that fit).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    /// Strategy.
+    #[serde(default)]
+    pub strategy: PlacementStrategy,
+    /// Hard cap of replicas on one host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_per_host: Option<u32>,
+    /// Hard cap of replicas on one rack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_per_rack: Option<u32>,
+    /// Hard cap of replicas on one switch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_per_switch: Option<u32>,
+    /// Host labels that must all match.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub required_labels: BTreeMap<String, String>,
+}
+
+/// What each container of a group runs and needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerTemplate {
+    /// Image reference.
+    pub image: String,
+    /// Command and arguments (empty = the image's default).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// Environment variables.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Resources requested per container.
+    pub resources: Resources,
+    /// Ports the container listens on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
+    /// Network zone the container's IP must come from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_zone: Option<String>,
+    /// A specific network (VLAN) by name, overriding the zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+}
+
+/// A group of identical containers of one app in one env and datacenter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    /// App name.
+    pub app: String,
+    /// Environment.
+    pub env: String,
+    /// Group name.
+    pub name: String,
+    /// Datacenter the group runs in.
+    pub datacenter: String,
+    /// Desired replicas.
+    pub replicas: u32,
+    /// What each container runs.
+    pub template: ContainerTemplate,
+    /// Placement policy.
+    #[serde(default)]
+    pub placement: Placement,
+    /// Autoscaling policy, interpreted by the autoscaler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<serde_json::Value>,
+}
+
+impl Group {
+    /// Its key.
+    pub fn key(&self) -> GroupKey {
+        GroupKey::new(&self.app, &self.env, &self.name)
+    }
+}
+
+impl Validate for Group {
+    fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut e = ValidationErrors::new();
+        check_name(&mut e, "app", &self.app);
+        check_name(&mut e, "env", &self.env);
+        check_name(&mut e, "name", &self.name);
+        check_name(&mut e, "datacenter", &self.datacenter);
+        if self.replicas > MAX_REPLICAS {
+            e.add(
+                "replicas",
+                "out_of_range",
+                format!(
+                    "replicas {} exceeds the maximum of {MAX_REPLICAS}",
+                    self.replicas
+                ),
+            );
+        }
+        let t = &self.template;
+        if t.image.trim().is_empty() {
+            e.add("template.image", "required", "an image is required");
+        } else if t.image.chars().any(char::is_whitespace) {
+            e.add(
+                "template.image",
+                "invalid_image",
+                "image must not contain spaces",
+            );
+        }
+        if t.resources.cpu_millis == 0 {
+            e.add(
+                "template.resources.cpu_millis",
+                "out_of_range",
+                "must be greater than 0",
+            );
+        }
+        if t.resources.memory_bytes < (4 << 20) {
+            e.add(
+                "template.resources.memory_bytes",
+                "out_of_range",
+                "must be at least 4 MiB (Docker's minimum)",
+            );
+        }
+        for (i, p) in t.ports.iter().enumerate() {
+            if *p == 0 {
+                e.add(
+                    format!("template.ports[{i}]"),
+                    "out_of_range",
+                    "port must be 1-65535",
+                );
+            }
+        }
+        for k in t.env.keys() {
+            if k.is_empty() || k.contains('=') || k.contains('\0') {
+                e.add(
+                    format!("template.env.{k}"),
+                    "invalid_env",
+                    "environment variable names must be non-empty and contain no '=' or NUL",
+                );
+            }
+        }
+        if let Some(z) = &t.network_zone {
+            check_name(&mut e, "template.network_zone", z);
+        }
+        if let Some(n) = &t.network {
+            check_name(&mut e, "template.network", n);
+        }
+        let p = &self.placement;
+        for (field, cap) in [
+            ("placement.max_per_host", p.max_per_host),
+            ("placement.max_per_rack", p.max_per_rack),
+            ("placement.max_per_switch", p.max_per_switch),
+        ] {
+            if cap == Some(0) {
+                e.add(field, "out_of_range", "a cap must be at least 1");
+            }
+        }
+        for (k, v) in &p.required_labels {
+            check_label(&mut e, "placement.required_labels", k, v);
+        }
+        e.into_result()
+    }
+}
