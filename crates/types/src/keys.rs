@@ -20,6 +20,10 @@ pub const CONTAINERS: &str = "/jdos/containers/";
 pub const NETWORKS: &str = "/jdos/networks/";
 /// IP assignments: `/jdos/ips/<network>/<ip>`.
 pub const IPS: &str = "/jdos/ips/";
+/// IPAM bookkeeping: `/jdos/ipam/…` (identity → address index, markers).
+pub const IPAM: &str = "/jdos/ipam/";
+/// Identity → address index: `/jdos/ipam/owners/<app>/<env>/<group>/<index>`.
+pub const IP_OWNERS: &str = "/jdos/ipam/owners/";
 /// Tasks: `/jdos/tasks/<id>`.
 pub const TASKS: &str = "/jdos/tasks/";
 /// Events: `/jdos/events/<seq, 20 digits>`.
@@ -83,6 +87,25 @@ pub fn ip(network: &str, ip: std::net::Ipv4Addr) -> String {
 /// Prefix of every assignment in a network.
 pub fn ips_of_network(network: &str) -> String {
     format!("{IPS}{network}/")
+}
+
+/// Key of the identity → address index entry of a container identity.
+pub fn ip_owner(id: &InstanceId) -> String {
+    format!(
+        "{IP_OWNERS}{}/{}/{}/{:08}",
+        id.app, id.env, id.group, id.index
+    )
+}
+
+/// Key bumped by every network creation, so that overlap and VLAN checks are
+/// made against a list no concurrent creation has changed.
+pub fn networks_catalog() -> String {
+    format!("{IPAM}catalog")
+}
+
+/// Marker of a network being deleted: allocations refuse it.
+pub fn network_deleting(name: &str) -> String {
+    format!("{IPAM}deleting/{name}")
 }
 
 /// Key of a task.

@@ -23,7 +23,7 @@ pub use container::{Container, ContainerPhase, InstanceId};
 pub use error::{ApiError, FieldError, ValidationErrors};
 pub use event::{Event, EventResult};
 pub use group::{Group, GroupKey};
-pub use network::{IpRange, Network};
+pub use network::{IpAssignment, IpRange, IpState, Network};
 pub use resources::{DiskByTier, Resources, StorageTier};
 pub use task::{Task, TaskState};
 pub use topology::{Host, HostState, Labels};

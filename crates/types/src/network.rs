@@ -6,7 +6,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use crate::name::check_name;
-use crate::{Validate, ValidationErrors};
+use crate::{InstanceId, UnixMillis, Validate, ValidationErrors};
 
 /// An inclusive range of addresses kept out of allocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -72,6 +72,42 @@ impl Network {
             && ip != self.gateway
             && !self.reserved.iter().any(|r| r.contains(ip))
     }
+}
+
+/// State of an address record in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IpState {
+    /// Held by its identity.
+    Assigned,
+    /// Released; not handed to another identity before the network's
+    /// quarantine has passed (its last identity may take it back earlier).
+    Quarantined,
+}
+
+impl IpState {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IpState::Assigned => "assigned",
+            IpState::Quarantined => "quarantined",
+        }
+    }
+}
+
+/// One address record, stored at `keys::ip(network, ip)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IpAssignment {
+    /// Network name.
+    pub network: String,
+    /// The address.
+    pub ip: Ipv4Addr,
+    /// The container identity holding (or, in quarantine, last holding) it.
+    pub identity: InstanceId,
+    /// Assigned or quarantined.
+    pub state: IpState,
+    /// When it entered its current state.
+    pub since_ms: UnixMillis,
 }
 
 impl Validate for Network {
