@@ -5,9 +5,55 @@
 //! [`conformance`]. Keys are UTF-8 paths (see `jdos_types::keys`), values are
 //! opaque bytes (JSON by convention, see [`json`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+
+mod core;
+mod engine;
+mod memory;
+
+pub use memory::MemoryStore;
+
+/// Tunables of the embedded backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Watch events kept in memory for replay; a watch from an older revision
+    /// fails with [`StoreError::Compacted`].
+    pub history_events: usize,
+    /// Event batches a watcher may have queued; a watcher that falls further
+    /// behind has its watch ended (its channel closes) and must re-list.
+    pub watch_buffer: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            history_events: 200_000,
+            watch_buffer: 16_384,
+        }
+    }
+}
+
+impl StoreOptions {
+    fn limits(&self) -> core::CoreLimits {
+        core::CoreLimits {
+            history_events: self.history_events,
+            watch_buffer: self.watch_buffer,
+        }
+    }
+}
+
+/// Opens a store by URL: `memory://` (a fresh in-memory store).
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    if url == "memory://" || url == "memory:" || url == "memory" {
+        return Ok(Arc::new(MemoryStore::new()));
+    }
+    Err(StoreError::Invalid(format!(
+        "unsupported store url {url:?}: expected memory://"
+    )))
+}
 
 /// A store revision. The global revision increases by one with every committed
 /// write transaction (a put, a delete that removed something, or a txn whose
