@@ -1,0 +1,638 @@
+//! The store-backed IPAM service: the store is the truth, the per-network
+//! [`AddressPool`] only proposes candidates.
+//!
+//! Every change is one store transaction that writes the address record at
+//! `keys::ip(network, ip)` and the identity index at `keys::ip_owner(identity)`
+//! together, guarded by compares on both (and on the network key and its
+//! deletion marker). Two `Ipam` instances over one store — two servers — can
+//! therefore never hand out one address twice: the loser's compare fails, it
+//! learns the current records from the transaction's failure branch, and
+//! retries with another candidate.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use jdos_store::{json, Compare, KeyValue, OpResponse, RangeOptions, Revision, Store, Txn, TxnOp};
+use jdos_types::{keys, InstanceId, IpAssignment, IpState, Network, UnixMillis};
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info_span, Instrument};
+
+use crate::error::{IpamError, Result};
+use crate::pool::{structural_reason, AddressPool, Slot, Unavailable};
+
+/// Attempts before an operation gives up under contention.
+const MAX_ATTEMPTS: u32 = 64;
+/// After this many conflicts in one call, reload the whole network: another
+/// allocator is busy on it and learning one record per conflict is too slow.
+const RELOAD_AFTER_CONFLICTS: u32 = 2;
+/// Page size of range reads.
+const PAGE: usize = 10_000;
+
+/// The value of the identity index key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Owner {
+    network: String,
+    ip: Ipv4Addr,
+}
+
+/// What one `Ipam` instance knows about a network.
+struct NetCache {
+    network: Network,
+    /// Mod revision of the network key this cache was built from.
+    rev: Revision,
+    pool: AddressPool,
+    /// Store records with their mod revision.
+    records: HashMap<Ipv4Addr, (IpAssignment, Revision)>,
+    /// Quarantined addresses by their last identity (which may take them back).
+    quarantined_by: HashMap<InstanceId, Ipv4Addr>,
+}
+
+impl NetCache {
+    fn quarantine_ms(&self) -> u64 {
+        self.network.quarantine_secs.saturating_mul(1000)
+    }
+
+    /// Applies one record as read from the store (`None`: the key is absent).
+    fn apply(&mut self, ip: Ipv4Addr, rec: Option<(IpAssignment, Revision)>) {
+        if let Some((old, _)) = self.records.remove(&ip) {
+            if old.state == IpState::Quarantined
+                && self.quarantined_by.get(&old.identity) == Some(&ip)
+            {
+                self.quarantined_by.remove(&old.identity);
+            }
+        }
+        match rec {
+            None => self.pool.release(ip),
+            Some((rec, rev)) => {
+                match rec.state {
+                    IpState::Assigned => {
+                        self.pool.assign(ip);
+                    }
+                    IpState::Quarantined => {
+                        let until = rec.since_ms.saturating_add(self.quarantine_ms());
+                        self.pool.quarantine(ip, until);
+                        self.quarantined_by.insert(rec.identity.clone(), ip);
+                    }
+                }
+                self.records.insert(ip, (rec, rev));
+            }
+        }
+    }
+
+    /// Picks a candidate for `identity` and marks it taken in the pool.
+    fn pick(
+        &mut self,
+        identity: &InstanceId,
+        want: Option<Ipv4Addr>,
+        now_ms: UnixMillis,
+        may_verify: bool,
+        may_reload: bool,
+    ) -> Pick {
+        self.pool.reclaim(now_ms);
+        let ip = match want {
+            Some(ip) => {
+                if let Some(reason) = structural_reason(&self.network, ip) {
+                    return Pick::Refused(reason);
+                }
+                let until = |r: &IpAssignment| r.since_ms.saturating_add(self.quarantine_ms());
+                let blocked = match self.records.get(&ip) {
+                    Some((r, _)) if r.state == IpState::Assigned => {
+                        Some(Unavailable::Assigned(Some(r.identity.to_string())))
+                    }
+                    Some((r, _)) if r.identity != *identity && until(r) > now_ms => {
+                        Some(Unavailable::Quarantined {
+                            identity: Some(r.identity.to_string()),
+                            until_ms: until(r),
+                        })
+                    }
+                    _ => None,
+                };
+                match blocked {
+                    Some(_) if may_verify => return Pick::VerifyStatic(ip),
+                    Some(reason) => return Pick::Refused(reason),
+                    None => {}
+                }
+                self.pool.assign(ip);
+                ip
+            }
+            None => {
+                let own = self.quarantined_by.get(identity).copied().filter(|ip| {
+                    matches!(self.records.get(ip),
+                        Some((r, _)) if r.state == IpState::Quarantined && r.identity == *identity)
+                });
+                match own.or_else(|| self.pool.allocate()) {
+                    Some(ip) => {
+                        self.pool.assign(ip);
+                        ip
+                    }
+                    None if may_reload => return Pick::Reload,
+                    None => {
+                        let (assigned, quarantined) = self.counts();
+                        return Pick::Exhausted {
+                            assigned,
+                            quarantined,
+                            subnet: self.network.subnet,
+                        };
+                    }
+                }
+            }
+        };
+        Pick::Candidate {
+            ip,
+            prev_rev: self.records.get(&ip).map_or(0, |(_, r)| *r),
+            net_rev: self.rev,
+        }
+    }
+
+    fn counts(&self) -> (usize, usize) {
+        let q = self
+            .records
+            .values()
+            .filter(|(r, _)| r.state == IpState::Quarantined)
+            .count();
+        (self.records.len() - q, q)
+    }
+}
+
+/// What [`NetCache::pick`] decided.
+enum Pick {
+    /// Try to commit this address.
+    Candidate {
+        ip: Ipv4Addr,
+        prev_rev: Revision,
+        net_rev: Revision,
+    },
+    /// The static address is refused for this reason.
+    Refused(Unavailable),
+    /// The static address looks taken: re-read it from the store first.
+    VerifyStatic(Ipv4Addr),
+    /// No free address in this index: reload it from the store first.
+    Reload,
+    /// No free address.
+    Exhausted {
+        assigned: usize,
+        quarantined: usize,
+        subnet: ipnet::Ipv4Net,
+    },
+}
+
+/// Decodes an address record read from the store.
+fn decode_record(kv: &KeyValue) -> Result<(IpAssignment, Revision)> {
+    Ok((json::decode(kv)?, kv.mod_revision))
+}
+
+/// The IPAM service over a [`Store`].
+pub struct Ipam {
+    store: Arc<dyn Store>,
+    nets: Mutex<HashMap<String, NetCache>>,
+}
+
+impl Ipam {
+    /// A service with an empty index; call [`Ipam::rebuild`] at start-up (or
+    /// let each network load on first use).
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Ipam {
+            store,
+            nets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The store this service writes to.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, NetCache>> {
+        // A panic while holding the lock leaves a cache that may be stale, and
+        // stale caches are safe (every write is compared against the store).
+        self.nets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Rebuilds the index of every network from the store. Returns the number
+    /// of address records loaded.
+    pub async fn rebuild(&self) -> Result<usize> {
+        let span = info_span!("ipam.rebuild");
+        async {
+            let mut fresh = HashMap::new();
+            let mut total = 0;
+            for kv in range_all(&*self.store, keys::NETWORKS).await? {
+                let network: Network = json::decode(&kv)?;
+                let cache = self.load_records(network, kv.mod_revision).await?;
+                total += cache.records.len();
+                fresh.insert(cache.network.name.clone(), cache);
+            }
+            *self.lock() = fresh;
+            debug!(records = total, "ipam index rebuilt");
+            Ok(total)
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn load_records(&self, network: Network, rev: Revision) -> Result<NetCache> {
+        let pool = AddressPool::new(&network).ok_or_else(|| {
+            IpamError::Invalid({
+                let mut e = jdos_types::ValidationErrors::new();
+                e.add("subnet", "out_of_range", "subnet larger than /8");
+                e
+            })
+        })?;
+        let mut cache = NetCache {
+            network,
+            rev,
+            pool,
+            records: HashMap::new(),
+            quarantined_by: HashMap::new(),
+        };
+        for kv in range_all(&*self.store, &keys::ips_of_network(&cache.network.name)).await? {
+            let (rec, rev) = decode_record(&kv)?;
+            cache.apply(rec.ip, Some((rec, rev)));
+        }
+        Ok(cache)
+    }
+
+    /// Loads `network` into the cache (from the store) unless it is there.
+    /// With `force`, reloads it.
+    async fn ensure_loaded(&self, network: &str, force: bool) -> Result<()> {
+        if !force && self.lock().contains_key(network) {
+            return Ok(());
+        }
+        let Some(kv) = self.store.get(&keys::network(network)).await? else {
+            self.lock().remove(network);
+            return Err(IpamError::NetworkNotFound(network.to_string()));
+        };
+        let net: Network = json::decode(&kv)?;
+        let cache = self.load_records(net, kv.mod_revision).await?;
+        self.lock().insert(network.to_string(), cache);
+        Ok(())
+    }
+
+    /// Gives `identity` an address on `network`: the one it already holds
+    /// (idempotent — this is what keeps an IP across restart, migration and
+    /// failover), else `ip` when asked for a static address, else the one it
+    /// released recently if still in quarantine, else the next free one.
+    pub async fn allocate(
+        &self,
+        network: &str,
+        identity: &InstanceId,
+        ip: Option<Ipv4Addr>,
+        now_ms: UnixMillis,
+    ) -> Result<IpAssignment> {
+        let span = info_span!("ipam.allocate", network, identity = %identity, ip = ?ip);
+        self.allocate_inner(network, identity, ip, now_ms)
+            .instrument(span)
+            .await
+    }
+
+    async fn allocate_inner(
+        &self,
+        network: &str,
+        identity: &InstanceId,
+        want: Option<Ipv4Addr>,
+        now_ms: UnixMillis,
+    ) -> Result<IpAssignment> {
+        let owner_key = keys::ip_owner(identity);
+        let deleting_key = keys::network_deleting(network);
+        let net_key = keys::network(network);
+        let mut conflicts = 0;
+        let mut verified_static = false;
+        let mut reloaded = false;
+        for _ in 0..MAX_ATTEMPTS {
+            // 1. An identity keeps what it holds.
+            if let Some(kv) = self.store.get(&owner_key).await? {
+                let owner: Owner = json::decode(&kv)?;
+                if owner.network != network || want.is_some_and(|w| w != owner.ip) {
+                    return Err(IpamError::IdentityHoldsOther {
+                        identity: identity.to_string(),
+                        network: owner.network,
+                        held: owner.ip,
+                        requested: match want {
+                            Some(w) => w.to_string(),
+                            None => format!("an address on {network:?}"),
+                        },
+                    });
+                }
+                let ip_key = keys::ip(network, owner.ip);
+                if let Some(kv) = self.store.get(&ip_key).await? {
+                    let (rec, rev) = decode_record(&kv)?;
+                    if rec.state == IpState::Assigned && rec.identity == *identity {
+                        if let Some(c) = self.lock().get_mut(network) {
+                            c.apply(owner.ip, Some((rec.clone(), rev)));
+                        }
+                        return Ok(rec);
+                    }
+                }
+                // The index key points at a record that is not ours. Both are
+                // only ever written together, so only a hand edit of the store
+                // does that: report it rather than guess.
+                return Err(IpamError::Store(jdos_store::StoreError::Backend(format!(
+                    "identity index {owner_key} points at {} which is not assigned to {identity}",
+                    owner.ip
+                ))));
+            }
+
+            // 2. Pick a candidate from the index.
+            self.ensure_loaded(network, conflicts >= RELOAD_AFTER_CONFLICTS)
+                .await?;
+            let pick = match self.lock().get_mut(network) {
+                // Dropped by a concurrent reload: load again.
+                None => continue,
+                Some(c) => c.pick(identity, want, now_ms, !verified_static, !reloaded),
+            };
+            let (ip, prev_rev, net_rev) = match pick {
+                Pick::Candidate {
+                    ip,
+                    prev_rev,
+                    net_rev,
+                } => (ip, prev_rev, net_rev),
+                Pick::Refused(reason) => {
+                    return Err(IpamError::Unavailable {
+                        network: network.to_string(),
+                        ip: want.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                        reason,
+                    });
+                }
+                Pick::Exhausted {
+                    assigned,
+                    quarantined,
+                    subnet,
+                } => {
+                    return Err(IpamError::Exhausted {
+                        network: network.to_string(),
+                        subnet,
+                        assigned,
+                        quarantined,
+                    });
+                }
+                Pick::VerifyStatic(ip) => {
+                    // The cache may be stale: check the store once.
+                    verified_static = true;
+                    let fresh = match self.store.get(&keys::ip(network, ip)).await? {
+                        Some(kv) => Some(decode_record(&kv)?),
+                        None => None,
+                    };
+                    if let Some(c) = self.lock().get_mut(network) {
+                        c.apply(ip, fresh);
+                    }
+                    continue;
+                }
+                Pick::Reload => {
+                    // This instance's index may be stale (another server
+                    // released addresses): look again before saying exhausted.
+                    reloaded = true;
+                    self.ensure_loaded(network, true).await?;
+                    continue;
+                }
+            };
+
+            // 3. Commit it, guarded against every concurrent change.
+            let ip_key = keys::ip(network, ip);
+            let rec = IpAssignment {
+                network: network.to_string(),
+                ip,
+                identity: identity.clone(),
+                state: IpState::Assigned,
+                since_ms: now_ms,
+            };
+            let owner = Owner {
+                network: network.to_string(),
+                ip,
+            };
+            let txn = Txn::new()
+                .when(Compare::absent(owner_key.clone()))
+                .when(Compare::mod_revision(ip_key.clone(), prev_rev))
+                .when(Compare::mod_revision(net_key.clone(), net_rev))
+                .when(Compare::absent(deleting_key.clone()))
+                .and_then(TxnOp::put(ip_key.clone(), json::encode(&rec)?))
+                .and_then(TxnOp::put(owner_key.clone(), json::encode(&owner)?))
+                .or_else(TxnOp::Get {
+                    key: ip_key.clone(),
+                })
+                .or_else(TxnOp::Get {
+                    key: net_key.clone(),
+                })
+                .or_else(TxnOp::Get {
+                    key: deleting_key.clone(),
+                });
+            let resp = self.store.txn(txn).await?;
+            if resp.succeeded {
+                if let Some(c) = self.lock().get_mut(network) {
+                    c.apply(ip, Some((rec.clone(), resp.revision)));
+                }
+                debug!(%ip, "address assigned");
+                return Ok(rec);
+            }
+
+            // 4. Learn what changed, then retry.
+            conflicts += 1;
+            let got = |i: usize| match resp.responses.get(i) {
+                Some(OpResponse::Get { kv }) => kv.clone(),
+                _ => None,
+            };
+            let (ip_kv, net_kv, deleting_kv) = (got(0), got(1), got(2));
+            if deleting_kv.is_some() {
+                return Err(IpamError::NetworkDeleting(network.to_string()));
+            }
+            let fresh = match ip_kv {
+                Some(kv) => Some(decode_record(&kv)?),
+                None => None,
+            };
+            let mut nets = self.lock();
+            match net_kv {
+                None => {
+                    nets.remove(network);
+                    return Err(IpamError::NetworkNotFound(network.to_string()));
+                }
+                Some(kv) if kv.mod_revision != net_rev => {
+                    nets.remove(network);
+                }
+                Some(_) => {
+                    if let Some(c) = nets.get_mut(network) {
+                        c.apply(ip, fresh);
+                    }
+                }
+            }
+            debug!(%ip, conflicts, "allocation conflicted; retrying");
+        }
+        Err(IpamError::Contention {
+            network: network.to_string(),
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    /// Releases the address `identity` holds into the network's quarantine
+    /// (or frees it at once when the quarantine is 0 s). Returns the
+    /// resulting record, or `None` when the identity held nothing.
+    pub async fn release(
+        &self,
+        identity: &InstanceId,
+        now_ms: UnixMillis,
+    ) -> Result<Option<IpAssignment>> {
+        let span = info_span!("ipam.release", identity = %identity);
+        self.release_inner(identity, None, now_ms)
+            .instrument(span)
+            .await
+    }
+
+    /// Releases `ip` on `network` whoever holds it. Returns the resulting
+    /// record, or `None` when it was not assigned.
+    pub async fn release_ip(
+        &self,
+        network: &str,
+        ip: Ipv4Addr,
+        now_ms: UnixMillis,
+    ) -> Result<Option<IpAssignment>> {
+        let span = info_span!("ipam.release_ip", network, %ip);
+        async {
+            let Some(kv) = self.store.get(&keys::ip(network, ip)).await? else {
+                return Ok(None);
+            };
+            let (rec, _) = decode_record(&kv)?;
+            if rec.state != IpState::Assigned {
+                return Ok(None);
+            }
+            self.release_inner(&rec.identity, Some((network, ip)), now_ms)
+                .await
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn release_inner(
+        &self,
+        identity: &InstanceId,
+        expect: Option<(&str, Ipv4Addr)>,
+        now_ms: UnixMillis,
+    ) -> Result<Option<IpAssignment>> {
+        let owner_key = keys::ip_owner(identity);
+        for _ in 0..MAX_ATTEMPTS {
+            let Some(owner_kv) = self.store.get(&owner_key).await? else {
+                return Ok(None);
+            };
+            let owner: Owner = json::decode(&owner_kv)?;
+            if expect.is_some_and(|(n, ip)| n != owner.network || ip != owner.ip) {
+                // The address changed hands since it was read.
+                return Ok(None);
+            }
+            let ip_key = keys::ip(&owner.network, owner.ip);
+            let ip_rev = self
+                .store
+                .get(&ip_key)
+                .await?
+                .map_or(0, |kv| kv.mod_revision);
+            let quarantine_ms = match self.ensure_loaded(&owner.network, false).await {
+                Ok(()) => self
+                    .lock()
+                    .get(&owner.network)
+                    .map_or(0, NetCache::quarantine_ms),
+                // A network cannot be deleted while it has assigned
+                // addresses; if the store says otherwise, just drop the
+                // dangling records.
+                Err(IpamError::NetworkNotFound(_)) => 0,
+                Err(e) => return Err(e),
+            };
+            let rec = IpAssignment {
+                network: owner.network.clone(),
+                ip: owner.ip,
+                identity: identity.clone(),
+                state: IpState::Quarantined,
+                since_ms: now_ms,
+            };
+            let mut txn = Txn::new()
+                .when(Compare::mod_revision(
+                    owner_key.clone(),
+                    owner_kv.mod_revision,
+                ))
+                .when(Compare::mod_revision(ip_key.clone(), ip_rev))
+                .and_then(TxnOp::delete(owner_key.clone()));
+            txn = if quarantine_ms > 0 {
+                txn.and_then(TxnOp::put(ip_key.clone(), json::encode(&rec)?))
+            } else {
+                txn.and_then(TxnOp::delete(ip_key.clone()))
+            };
+            let resp = self.store.txn(txn).await?;
+            if !resp.succeeded {
+                continue;
+            }
+            if let Some(c) = self.lock().get_mut(&owner.network) {
+                if quarantine_ms > 0 {
+                    c.apply(owner.ip, Some((rec.clone(), resp.revision)));
+                } else {
+                    c.apply(owner.ip, None);
+                }
+            }
+            debug!(network = %owner.network, ip = %owner.ip, "address released");
+            return Ok(Some(rec));
+        }
+        Err(IpamError::Contention {
+            network: expect.map_or_else(String::new, |(n, _)| n.to_string()),
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    /// The address `identity` holds, if any.
+    pub async fn lookup(&self, identity: &InstanceId) -> Result<Option<IpAssignment>> {
+        let Some(kv) = self.store.get(&keys::ip_owner(identity)).await? else {
+            return Ok(None);
+        };
+        let owner: Owner = json::decode(&kv)?;
+        match self.store.get(&keys::ip(&owner.network, owner.ip)).await? {
+            Some(kv) => {
+                let (rec, _) = decode_record(&kv)?;
+                Ok((rec.identity == *identity && rec.state == IpState::Assigned).then_some(rec))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Every address record of `network` (assigned and quarantined), in
+    /// address order.
+    pub async fn list(&self, network: &str) -> Result<Vec<IpAssignment>> {
+        if self.store.get(&keys::network(network)).await?.is_none() {
+            return Err(IpamError::NetworkNotFound(network.to_string()));
+        }
+        let mut out = range_all(&*self.store, &keys::ips_of_network(network))
+            .await?
+            .iter()
+            .map(|kv| json::decode::<IpAssignment>(kv).map_err(IpamError::from))
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by_key(|r| r.ip);
+        Ok(out)
+    }
+
+    /// What this instance's index holds about `ip` on `network` (`None` when
+    /// the network is not loaded or `ip` is outside it). For diagnostics.
+    pub fn index_slot(&self, network: &str, ip: Ipv4Addr) -> Option<Slot> {
+        self.lock().get(network).and_then(|c| c.pool.slot(ip))
+    }
+
+    /// Forgets the cached index of `network` (after it was deleted).
+    pub(crate) fn forget(&self, network: &str) {
+        self.lock().remove(network);
+    }
+}
+
+/// Every key-value under `prefix`, read page by page.
+pub(crate) async fn range_all(store: &dyn Store, prefix: &str) -> Result<Vec<KeyValue>> {
+    let mut out = Vec::new();
+    let mut start_after = None;
+    loop {
+        let page = store
+            .range(
+                prefix,
+                RangeOptions {
+                    start_after: start_after.take(),
+                    limit: PAGE,
+                    keys_only: false,
+                },
+            )
+            .await?;
+        let more = page.more;
+        start_after = page.kvs.last().map(|kv| kv.key.clone());
+        out.extend(page.kvs);
+        if !more || start_after.is_none() {
+            return Ok(out);
+        }
+    }
+}
