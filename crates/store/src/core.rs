@@ -719,3 +719,130 @@ impl<'a> Planner<'a> {
         self.plan.effects.push(Effect::Revoke { id });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(history_events: usize, watch_buffer: usize) -> CoreLimits {
+        CoreLimits {
+            history_events,
+            watch_buffer,
+        }
+    }
+
+    fn put(core: &mut Core, key: &str, v: &[u8]) -> Result<WriteResp> {
+        let (plan, res) = {
+            let mut p = Planner::new(core);
+            let res = p.plan(&WriteReq::Txn(Txn::new().and_then(TxnOp::put(key, v))));
+            (p.finish(), res)
+        };
+        core.apply(plan);
+        res
+    }
+
+    #[test]
+    fn slow_watcher_is_dropped_not_buffered_forever() {
+        let mut core = Core::new(limits(1000, 4));
+        let mut w = core.watch("/", 0).unwrap();
+        for i in 0..10u8 {
+            put(&mut core, "/a", &[i]).unwrap();
+        }
+        assert_eq!(core.watcher_count(), 0);
+        // What was queued before the overflow is still delivered, in order,
+        // then the watch ends.
+        let mut got = Vec::new();
+        while let Ok(b) = w.rx.try_recv() {
+            got.push(b.unwrap()[0].kv.mod_revision);
+        }
+        assert_eq!(got, [1, 2, 3, 4]);
+        assert!(w.rx.is_closed());
+    }
+
+    #[test]
+    fn bounded_history_counts_as_compacted() {
+        let mut core = Core::new(limits(3, 16));
+        for i in 0..10u8 {
+            put(&mut core, "/a", &[i]).unwrap();
+        }
+        assert_eq!(core.compacted, 8);
+        assert!(matches!(
+            core.watch("/", 7),
+            Err(StoreError::Compacted {
+                requested: 7,
+                compacted: 8
+            })
+        ));
+        let mut w = core.watch("/", 8).unwrap();
+        assert_eq!(w.rx.try_recv().unwrap().unwrap()[0].kv.mod_revision, 8);
+    }
+
+    #[test]
+    fn batch_planning_sees_earlier_requests() {
+        let core = Core::new(limits(100, 16));
+        let mut p = Planner::new(&core);
+        let grant = p.plan(&WriteReq::LeaseGrant(Duration::from_secs(5)));
+        let Ok(WriteResp::Lease(l)) = grant else {
+            panic!("grant: {grant:?}")
+        };
+        let put = WriteReq::Txn(Txn::new().and_then(TxnOp::Put {
+            key: "/k".into(),
+            value: b"v".to_vec(),
+            lease: Some(l),
+        }));
+        assert!(p.plan(&put).is_ok());
+        let cas = WriteReq::Txn(
+            Txn::new()
+                .when(Compare::absent("/k"))
+                .and_then(TxnOp::put("/k", "other")),
+        );
+        let Ok(WriteResp::Txn(r)) = p.plan(&cas) else {
+            panic!("cas")
+        };
+        assert!(!r.succeeded);
+        assert!(p.plan(&WriteReq::LeaseRevoke(l)).is_ok());
+        assert_eq!(
+            p.plan(&put).unwrap_err(),
+            StoreError::LeaseNotFound(l),
+            "a lease revoked earlier in the batch is gone"
+        );
+        let plan = p.finish();
+        assert_eq!(plan.revision, 2);
+        assert_eq!(plan.kvs.get("/k"), Some(&None));
+        assert_eq!(plan.leases.get(&l), Some(&None));
+    }
+
+    #[test]
+    fn restore_keeps_contiguous_history_tail() {
+        let kv = KeyValue {
+            key: "/a".into(),
+            value: b"x".to_vec(),
+            create_revision: 5,
+            mod_revision: 5,
+            version: 1,
+            lease: Some(3),
+        };
+        let ev = |rev| {
+            vec![WatchEvent {
+                kind: EventKind::Put,
+                kv: KeyValue {
+                    mod_revision: rev,
+                    ..kv.clone()
+                },
+                prev: None,
+            }]
+        };
+        let core = Core::restore(
+            limits(100, 16),
+            BTreeMap::from([("/a".to_string(), kv.clone())]),
+            5,
+            1,
+            vec![(3, Duration::from_secs(10))],
+            4,
+            vec![(1, ev(1)), (3, ev(3)), (4, ev(4)), (5, ev(5))],
+        );
+        assert_eq!(core.compacted, 3);
+        assert!(core.leases[&3].keys.contains("/a"));
+        assert_eq!(core.next_lease, 4);
+    }
+}

@@ -10,11 +10,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+mod codec;
+pub mod conformance;
 mod core;
 mod engine;
 mod memory;
+mod redb_store;
 
 pub use memory::MemoryStore;
+pub use redb_store::RedbStore;
 
 /// Tunables of the embedded backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +29,9 @@ pub struct StoreOptions {
     /// Event batches a watcher may have queued; a watcher that falls further
     /// behind has its watch ended (its channel closes) and must re-list.
     pub watch_buffer: usize,
+    /// Revisions of history kept on disk (persistent backends), replayed to
+    /// watches after a restart.
+    pub disk_history: u64,
 }
 
 impl Default for StoreOptions {
@@ -32,6 +39,7 @@ impl Default for StoreOptions {
         StoreOptions {
             history_events: 200_000,
             watch_buffer: 16_384,
+            disk_history: 10_000,
         }
     }
 }
@@ -45,14 +53,43 @@ impl StoreOptions {
     }
 }
 
-/// Opens a store by URL: `memory://` (a fresh in-memory store).
+/// Opens a store by URL:
+/// - `memory://` — a fresh in-memory [`MemoryStore`];
+/// - `redb:///abs/path/file.redb`, `redb://rel/path.redb` or a plain path —
+///   a [`RedbStore`] in that file (created with its directory if missing).
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
-    if url == "memory://" || url == "memory:" || url == "memory" {
-        return Ok(Arc::new(MemoryStore::new()));
+    open_with(url, StoreOptions::default()).await
+}
+
+/// Like [`open`], with options for the embedded backends.
+pub async fn open_with(url: &str, opts: StoreOptions) -> Result<Arc<dyn Store>> {
+    if let Some(rest) = url.strip_prefix("memory:") {
+        if !rest.is_empty() && rest != "//" {
+            return Err(StoreError::Invalid(format!(
+                "memory store url takes no path: {url:?} (use memory://)"
+            )));
+        }
+        return Ok(Arc::new(MemoryStore::with_options(opts)));
     }
-    Err(StoreError::Invalid(format!(
-        "unsupported store url {url:?}: expected memory://"
-    )))
+    let path = match url.strip_prefix("redb://") {
+        Some(p) => p,
+        None if url.contains("://") => {
+            return Err(StoreError::Invalid(format!(
+                "unsupported store url {url:?}: expected memory://, redb:///path/file.redb or a file path"
+            )))
+        }
+        None => url,
+    };
+    if path.is_empty() {
+        return Err(StoreError::Invalid(format!(
+            "store url {url:?} has no file path"
+        )));
+    }
+    let path = std::path::PathBuf::from(path);
+    let store = tokio::task::spawn_blocking(move || RedbStore::open_with(path, opts))
+        .await
+        .map_err(|e| StoreError::Backend(format!("store open task failed: {e}")))??;
+    Ok(Arc::new(store))
 }
 
 /// A store revision. The global revision increases by one with every committed
