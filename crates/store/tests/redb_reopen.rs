@@ -1,0 +1,122 @@
+//! Persistence of the redb backend across close and reopen.
+
+use std::time::Duration;
+
+use jdos_store::{EventKind, RangeOptions, RedbStore, Store, StoreError, Txn, TxnOp};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_revision_leases_and_history_survive_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("nested/dir/store.redb");
+    let (lease, short_lease, rev) = {
+        let s = RedbStore::open(&path).expect("open");
+        for i in 0..100u32 {
+            s.put(&format!("/p/{i:03}"), i.to_be_bytes().to_vec(), None)
+                .await
+                .expect("put");
+        }
+        s.put("/p/000", b"again".to_vec(), None).await.expect("put");
+        s.delete("/p/099").await.expect("delete");
+        let lease = s.lease_grant(Duration::from_secs(60)).await.expect("grant");
+        let short = s.lease_grant(Duration::from_secs(1)).await.expect("grant");
+        s.put("/lease/long", b"l".to_vec(), Some(lease))
+            .await
+            .expect("put");
+        s.put("/lease/short", b"s".to_vec(), Some(short))
+            .await
+            .expect("put");
+        s.compact(50).await.expect("compact");
+        (lease, short, s.revision().await.expect("revision"))
+    };
+    assert_eq!(rev, 104);
+
+    let s = RedbStore::open(&path).expect("reopen");
+    assert_eq!(s.revision().await.expect("revision"), rev);
+    let page = s
+        .range("/p/", RangeOptions::default())
+        .await
+        .expect("range");
+    assert_eq!(page.kvs.len(), 99);
+    let first = &page.kvs[0];
+    assert_eq!(first.value, b"again");
+    assert_eq!(
+        (first.create_revision, first.mod_revision, first.version),
+        (1, 101, 2)
+    );
+    assert_eq!(page.kvs[5].value, 5u32.to_be_bytes());
+    assert!(s.get("/p/099").await.expect("get").is_none());
+
+    // History from the compaction point on is replayed from disk.
+    assert!(matches!(
+        s.watch("/p/", 49).await,
+        Err(StoreError::Compacted { .. })
+    ));
+    let mut w = s.watch("/p/", 100).await.expect("watch");
+    let b = w.next().await.expect("batch").expect("ok");
+    assert_eq!(b[0].kv.key, "/p/099");
+    assert_eq!(b[0].kv.mod_revision, 100);
+    let b = w.next().await.expect("batch").expect("ok");
+    assert_eq!(b[0].kv.key, "/p/000");
+    assert_eq!(b[0].prev.as_ref().expect("prev").version, 1);
+    let b = w.next().await.expect("batch").expect("ok");
+    assert_eq!(b[0].kind, EventKind::Delete);
+    assert_eq!(b[0].kv.key, "/p/099");
+
+    // Leases survive; the TTL restarts from the open.
+    assert_eq!(
+        s.get("/lease/long").await.expect("get").expect("kv").lease,
+        Some(lease)
+    );
+    s.lease_keep_alive(lease).await.expect("lease survived");
+    let mut lw = s.watch("/lease/", 0).await.expect("watch");
+    let b = tokio::time::timeout(Duration::from_secs(10), lw.next())
+        .await
+        .expect("short lease expires")
+        .expect("batch")
+        .expect("ok");
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].kv.key, "/lease/short");
+    assert_eq!(b[0].kind, EventKind::Delete);
+    assert_eq!(
+        s.lease_keep_alive(short_lease).await,
+        Err(StoreError::LeaseNotFound(short_lease))
+    );
+
+    // New writes continue the revision sequence; new leases get new ids.
+    let r = s
+        .txn(Txn::new().and_then(TxnOp::put("/p/new", "n")))
+        .await
+        .expect("txn");
+    assert_eq!(r.revision, rev + 2);
+    let l2 = s.lease_grant(Duration::from_secs(5)).await.expect("grant");
+    assert!(l2 > short_lease);
+    drop(s);
+
+    let s = jdos_store::open(&format!("redb://{}", path.display()))
+        .await
+        .expect("open by url");
+    assert_eq!(s.revision().await.expect("revision"), rev + 2);
+    assert!(s.get("/lease/short").await.expect("get").is_none());
+    assert!(s.get("/lease/long").await.expect("get").is_some());
+}
+
+#[tokio::test]
+async fn open_rejects_bad_urls() {
+    for url in ["etcd2://x", "memory://x", "redb://"] {
+        assert!(
+            matches!(jdos_store::open(url).await, Err(StoreError::Invalid(_))),
+            "{url}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn open_reports_unusable_path() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A directory where the file should be.
+    let err = jdos_store::open(dir.path().to_str().expect("utf8"))
+        .await
+        .err()
+        .expect("a directory is not a store file");
+    assert!(matches!(err, StoreError::Backend(_)), "{err}");
+}
