@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use divan::counter::ItemsCount;
 use divan::Bencher;
 use jdos_ipam::{AddressPool, Ipam};
-use jdos_store::{json, MemoryStore, Store, Txn, TxnOp};
+use jdos_store::{json, MemoryStore, RedbStore, Store, Txn, TxnOp};
 use jdos_types::{keys, GroupKey, InstanceId, IpAssignment, IpState, Network};
 
 fn main() {
@@ -77,10 +77,9 @@ fn identity(i: u32) -> InstanceId {
 /// A store holding `n` assigned addresses spread over /16 networks, written
 /// in the exact format `Ipam::allocate` writes (record + owner index), in
 /// batches so that the setup is quick.
-fn store_with(n: u32) -> Arc<dyn Store> {
+fn store_with(store: Arc<dyn Store>, n: u32) -> Arc<dyn Store> {
     let rt = runtime();
     rt.block_on(async {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
         let ipam = Ipam::new(store.clone());
         let nets = n.div_ceil(60_000);
         for k in 0..nets {
@@ -126,16 +125,46 @@ fn store_with(n: u32) -> Arc<dyn Store> {
     })
 }
 
-fn store_150k() -> Arc<dyn Store> {
+fn memory_150k() -> Arc<dyn Store> {
     static STORE: OnceLock<Arc<dyn Store>> = OnceLock::new();
-    STORE.get_or_init(|| store_with(150_000)).clone()
+    STORE
+        .get_or_init(|| store_with(Arc::new(MemoryStore::new()), 150_000))
+        .clone()
+}
+
+/// The redb file (the server's default backend), reopened for every sample so
+/// that the rebuild reads from a cold store handle.
+fn redb_150k() -> &'static std::path::Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RedbStore::open(dir.path().join("jdos.redb")).unwrap();
+        drop(store_with(Arc::new(store), 150_000));
+        dir
+    })
+    .path()
+}
+
+/// Start-up rebuild from 150,000 assigned addresses in a redb file: open the
+/// store, then rebuild.
+#[divan::bench(sample_count = 10, sample_size = 1)]
+fn rebuild_150k_redb_store(bencher: Bencher) {
+    let path = redb_150k().join("jdos.redb");
+    let rt = runtime();
+    bencher
+        .counter(ItemsCount::new(150_000usize))
+        .bench_local(|| {
+            let store: Arc<dyn Store> = Arc::new(RedbStore::open(&path).unwrap());
+            let ipam = Ipam::new(store);
+            assert_eq!(rt.block_on(ipam.rebuild()).unwrap(), 150_000);
+        });
 }
 
 /// Start-up rebuild of the index from 150,000 assigned addresses in the
 /// in-memory store backend.
 #[divan::bench(sample_count = 10, sample_size = 1)]
 fn rebuild_150k_memory_store(bencher: Bencher) {
-    let store = store_150k();
+    let store = memory_150k();
     let rt = runtime();
     bencher
         .counter(ItemsCount::new(150_000usize))

@@ -19,6 +19,6 @@ pub mod pool;
 mod service;
 
 pub use error::{IpamError, Result};
-pub use networks::validate_network;
+pub use networks::{validate_network, NetworkChange};
 pub use pool::{AddressPool, Slot, Unavailable};
 pub use service::Ipam;

@@ -2,7 +2,7 @@
 //! names and VLAN ids are unique and subnets never overlap.
 
 use jdos_store::{json, Compare, Txn, TxnOp};
-use jdos_types::{keys, IpState, Network, Validate, ValidationErrors};
+use jdos_types::{keys, IpAssignment, IpState, Network, Validate, ValidationErrors};
 use tracing::{debug, info_span, Instrument};
 
 use crate::error::{IpamError, Result};
@@ -59,6 +59,30 @@ fn check_against(net: &Network, existing: &[Network]) -> Result<()> {
     Ok(())
 }
 
+/// The writes of a network change and the conditions under which they are
+/// still right, for callers that commit them together with something else
+/// (the API server adds its audit event to the same transaction).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkChange {
+    /// The network created or deleted.
+    pub network: Network,
+    /// Conditions on what was read to plan the change.
+    pub compares: Vec<Compare>,
+    /// The writes.
+    pub ops: Vec<TxnOp>,
+}
+
+impl NetworkChange {
+    /// The change as one transaction.
+    pub fn into_txn(self) -> Txn {
+        Txn {
+            compares: self.compares,
+            success: self.ops,
+            failure: Vec::new(),
+        }
+    }
+}
+
 impl Ipam {
     /// Creates a network after validating it and checking that its name and
     /// VLAN id are unused and its subnet overlaps no other network's. Nothing
@@ -66,26 +90,9 @@ impl Ipam {
     pub async fn create_network(&self, net: Network) -> Result<Network> {
         let span = info_span!("ipam.create_network", network = %net.name, vlan = net.vlan, subnet = %net.subnet);
         async {
-            validate_network(&net)?;
-            let catalog = keys::networks_catalog();
             for _ in 0..MAX_ATTEMPTS {
-                // Read the catalog revision first: any creation after it
-                // bumps it and makes the txn below fail, so the checks are
-                // made against a list nobody changed in between.
-                let catalog_rev = self
-                    .store()
-                    .get(&catalog)
-                    .await?
-                    .map_or(0, |kv| kv.mod_revision);
-                let existing = self.list_networks().await?;
-                check_against(&net, &existing)?;
-                let key = keys::network(&net.name);
-                let txn = Txn::new()
-                    .when(Compare::mod_revision(catalog.clone(), catalog_rev))
-                    .when(Compare::absent(key.clone()))
-                    .and_then(TxnOp::put(key, json::encode(&net)?))
-                    .and_then(TxnOp::put(catalog.clone(), net.name.clone().into_bytes()));
-                if self.store().txn(txn).await?.succeeded {
+                let change = self.plan_create_network(&net).await?;
+                if self.store().txn(change.into_txn()).await?.succeeded {
                     debug!("network created");
                     return Ok(net);
                 }
@@ -97,6 +104,35 @@ impl Ipam {
         }
         .instrument(span)
         .await
+    }
+
+    /// Checks `net` and plans its creation, writing nothing. The compares
+    /// fail if any network was created meanwhile: plan again then.
+    pub async fn plan_create_network(&self, net: &Network) -> Result<NetworkChange> {
+        validate_network(net)?;
+        let catalog = keys::networks_catalog();
+        // Read the catalog revision first: any creation after it bumps it
+        // and makes the compare fail, so the checks are made against a list
+        // nobody changed in between.
+        let catalog_rev = self
+            .store()
+            .get(&catalog)
+            .await?
+            .map_or(0, |kv| kv.mod_revision);
+        let existing = self.list_networks().await?;
+        check_against(net, &existing)?;
+        let key = keys::network(&net.name);
+        Ok(NetworkChange {
+            network: net.clone(),
+            compares: vec![
+                Compare::mod_revision(catalog.clone(), catalog_rev),
+                Compare::absent(key.clone()),
+            ],
+            ops: vec![
+                TxnOp::put(key, json::encode(net)?),
+                TxnOp::put(catalog, net.name.clone().into_bytes()),
+            ],
+        })
     }
 
     /// One network.
@@ -118,62 +154,15 @@ impl Ipam {
 
     /// Deletes a network and its quarantined records. Refused while any
     /// address on it is assigned.
-    ///
-    /// Two steps so that no allocation can slip in between the check and the
-    /// delete: a deletion marker (which allocations compare absent) is put
-    /// first, then the records are checked, then everything goes in one txn.
-    /// If the process dies between the steps, the marker stays and the next
-    /// delete of the same network finishes the job.
     pub async fn delete_network(&self, name: &str) -> Result<Network> {
         let span = info_span!("ipam.delete_network", network = name);
         async {
-            let key = keys::network(name);
-            let marker = keys::network_deleting(name);
             for _ in 0..MAX_ATTEMPTS {
-                let Some(kv) = self.store().get(&key).await? else {
-                    return Err(IpamError::NetworkNotFound(name.to_string()));
-                };
-                let net: Network = json::decode(&kv)?;
-                let mark = Txn::new()
-                    .when(Compare::mod_revision(key.clone(), kv.mod_revision))
-                    .and_then(TxnOp::put(marker.clone(), b"deleting".to_vec()));
-                let resp = self.store().txn(mark).await?;
-                if !resp.succeeded {
+                let Some(change) = self.plan_delete_network(name).await? else {
                     continue;
-                }
-                let marker_rev = resp.revision;
-                let records = range_all(&**self.store(), &keys::ips_of_network(name)).await?;
-                let mut assigned = Vec::new();
-                for kv in &records {
-                    let rec: jdos_types::IpAssignment = json::decode(kv)?;
-                    if rec.state == IpState::Assigned {
-                        assigned.push(rec);
-                    }
-                }
-                if let Some(first) = assigned.first() {
-                    // Take the marker back (only if it is still ours).
-                    self.store()
-                        .txn(
-                            Txn::new()
-                                .when(Compare::mod_revision(marker.clone(), marker_rev))
-                                .and_then(TxnOp::delete(marker.clone())),
-                        )
-                        .await?;
-                    return Err(IpamError::NetworkInUse {
-                        network: name.to_string(),
-                        assigned: assigned.len(),
-                        example: format!("{} ({})", first.ip, first.identity),
-                    });
-                }
-                let delete = Txn::new()
-                    .when(Compare::mod_revision(key.clone(), kv.mod_revision))
-                    .when(Compare::mod_revision(marker.clone(), marker_rev))
-                    .and_then(TxnOp::delete(key.clone()))
-                    .and_then(TxnOp::DeletePrefix {
-                        prefix: keys::ips_of_network(name),
-                    })
-                    .and_then(TxnOp::delete(marker.clone()));
-                if self.store().txn(delete).await?.succeeded {
+                };
+                let net = change.network.clone();
+                if self.store().txn(change.into_txn()).await?.succeeded {
                     self.forget(name);
                     debug!("network deleted");
                     return Ok(net);
@@ -186,6 +175,67 @@ impl Ipam {
         }
         .instrument(span)
         .await
+    }
+
+    /// Plans the deletion of a network. Unlike a creation this writes one
+    /// thing: a deletion marker (which every allocation compares absent), so
+    /// that no allocation can slip in between the check for assigned
+    /// addresses and the delete. Refused (marker taken back) while an address
+    /// is assigned. `Ok(None)`: the network changed meanwhile, plan again.
+    /// If the delete is never committed, the marker stays and blocks
+    /// allocations until a later delete of that network finishes the job.
+    pub async fn plan_delete_network(&self, name: &str) -> Result<Option<NetworkChange>> {
+        let key = keys::network(name);
+        let marker = keys::network_deleting(name);
+        let Some(kv) = self.store().get(&key).await? else {
+            return Err(IpamError::NetworkNotFound(name.to_string()));
+        };
+        let net: Network = json::decode(&kv)?;
+        let mark = Txn::new()
+            .when(Compare::mod_revision(key.clone(), kv.mod_revision))
+            .and_then(TxnOp::put(marker.clone(), b"deleting".to_vec()));
+        let resp = self.store().txn(mark).await?;
+        if !resp.succeeded {
+            return Ok(None);
+        }
+        let marker_rev = resp.revision;
+        let records = range_all(&**self.store(), &keys::ips_of_network(name)).await?;
+        let mut assigned = Vec::new();
+        for kv in &records {
+            let rec: IpAssignment = json::decode(kv)?;
+            if rec.state == IpState::Assigned {
+                assigned.push(rec);
+            }
+        }
+        if let Some(first) = assigned.first() {
+            // Take the marker back (only if it is still ours).
+            self.store()
+                .txn(
+                    Txn::new()
+                        .when(Compare::mod_revision(marker.clone(), marker_rev))
+                        .and_then(TxnOp::delete(marker.clone())),
+                )
+                .await?;
+            return Err(IpamError::NetworkInUse {
+                network: name.to_string(),
+                assigned: assigned.len(),
+                example: format!("{} ({})", first.ip, first.identity),
+            });
+        }
+        Ok(Some(NetworkChange {
+            network: net,
+            compares: vec![
+                Compare::mod_revision(key.clone(), kv.mod_revision),
+                Compare::mod_revision(marker.clone(), marker_rev),
+            ],
+            ops: vec![
+                TxnOp::delete(key),
+                TxnOp::DeletePrefix {
+                    prefix: keys::ips_of_network(name),
+                },
+                TxnOp::delete(marker),
+            ],
+        }))
     }
 }
 

@@ -9,7 +9,8 @@
 //! The pool knows nothing about identities or the store: the [`crate::Ipam`]
 //! service keeps those and uses the pool only to pick candidates quickly.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
 use std::net::Ipv4Addr;
 
@@ -93,8 +94,10 @@ pub struct AddressPool {
     special: Vec<u64>,
     cursor: u32,
     free: u32,
-    /// Quarantined addresses in release order, with the time each is free again.
-    queue: VecDeque<(UnixMillis, u32)>,
+    /// Quarantined addresses by the time each is free again, soonest first
+    /// (a heap, not a queue: records loaded from the store, or released by
+    /// other servers, arrive in no particular time order).
+    queue: BinaryHeap<Reverse<(UnixMillis, u32)>>,
     /// Current quarantine deadline per address (a queue entry whose deadline
     /// differs is stale: the address was taken back and released again).
     until: HashMap<u32, UnixMillis>,
@@ -117,7 +120,7 @@ impl AddressPool {
             special: vec![0; words],
             cursor: 0,
             free: size,
-            queue: VecDeque::new(),
+            queue: BinaryHeap::new(),
             until: HashMap::new(),
         };
         // Bits past the end of a small subnet (< 64 addresses) are never free.
@@ -196,13 +199,11 @@ impl AddressPool {
     /// Moves every address whose quarantine ended at or before `now_ms` back
     /// to free. Cheap when nothing expired.
     pub fn reclaim(&mut self, now_ms: UnixMillis) {
-        while let Some(&(until, off)) = self.queue.front() {
+        while let Some(&Reverse((until, off))) = self.queue.peek() {
             if until > now_ms {
-                // Deadlines are pushed in release order; an out-of-order one
-                // (a caller's clock stepped back) only waits a little longer.
                 break;
             }
-            self.queue.pop_front();
+            self.queue.pop();
             if self.until.get(&off) == Some(&until) {
                 self.until.remove(&off);
                 self.clear(off);
@@ -287,7 +288,7 @@ impl AddressPool {
             self.free -= 1;
         }
         self.until.insert(off, until_ms);
-        self.queue.push_back((until_ms, off));
+        self.queue.push(Reverse((until_ms, off)));
     }
 }
 

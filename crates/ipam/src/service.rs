@@ -607,8 +607,9 @@ impl Ipam {
         self.lock().get(network).and_then(|c| c.pool.slot(ip))
     }
 
-    /// Forgets the cached index of `network` (after it was deleted).
-    pub(crate) fn forget(&self, network: &str) {
+    /// Forgets the cached index of `network` (after it was deleted or
+    /// changed by a caller that committed a [`crate::NetworkChange`] itself).
+    pub fn forget(&self, network: &str) {
         self.lock().remove(network);
     }
 }
