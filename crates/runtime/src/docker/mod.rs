@@ -1,0 +1,674 @@
+//! [`DockerDriver`]: the Docker Engine API through bollard. Works with
+//! engines as old as 20.10 (API 1.41): the API version is negotiated at
+//! connect time.
+
+mod convert;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::errors::Error as BollardError;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::models::{ContainerConfig, Ipam, IpamConfig, NetworkCreateRequest};
+use bollard::query_parameters::{
+    CommitContainerOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, StatsOptionsBuilder,
+    StopContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+use jdos_types::{InstanceId, Network, Resources, Validate, ValidationErrors};
+use tracing::{debug, info, instrument, warn};
+
+pub use convert::{create_body, limits, status_from_inspect, update_body, Limits, LogLimits};
+
+use crate::driver::{split_image_reference, Driver};
+use crate::labels::{self, LabelFilter};
+use crate::network::{NetworkInfo, NetworkRealization};
+use crate::spec::{validate_limits, ContainerSpec, CpuPolicy, Isolation};
+use crate::status::{ContainerHandle, ContainerStats, ContainerStatus, DestroyOptions, ExecOutput};
+use crate::storage::{self, TierRoots};
+use crate::DriverError;
+
+/// Most bytes of each of stdout and stderr an exec keeps.
+pub const EXEC_OUTPUT_CAP: usize = 64 * 1024;
+
+/// Configuration of a [`DockerDriver`].
+#[derive(Debug, Clone, Default)]
+pub struct DockerConfig {
+    /// Appended to container names as `<name>.<scope>` when several agents
+    /// share one engine (dev, tests: several "hosts" on one machine), so the
+    /// replacement of an identity on another agent does not clash with the
+    /// dead original's name. `None` (production): exactly
+    /// [`InstanceId::docker_name`].
+    pub name_scope: Option<String>,
+    /// L1/L2 roots for host-path volumes.
+    pub storage: TierRoots,
+    /// Log rotation.
+    pub logs: LogLimits,
+}
+
+/// A [`Driver`] on a Docker engine.
+#[derive(Debug)]
+pub struct DockerDriver {
+    docker: Docker,
+    config: DockerConfig,
+    api_version: String,
+    ncpu: u32,
+    // Serializes ensure_network within this process: engines of API < 1.44
+    // create a second network of the same name unless told CheckDuplicate.
+    network_lock: tokio::sync::Mutex<()>,
+}
+
+impl DockerDriver {
+    /// Connects to the local engine (`DOCKER_HOST` or the default socket)
+    /// and negotiates the API version.
+    pub async fn connect(config: DockerConfig) -> Result<Self, DriverError> {
+        let docker = Docker::connect_with_local_defaults().map_err(|e| {
+            DriverError::Unavailable(format!(
+                "cannot connect to the Docker engine: {e}: is dockerd running, and is DOCKER_HOST right?"
+            ))
+        })?;
+        Self::from_client(docker, config).await
+    }
+
+    /// Uses an existing client (negotiating its API version).
+    pub async fn from_client(docker: Docker, config: DockerConfig) -> Result<Self, DriverError> {
+        let docker = docker.negotiate_version().await.map_err(|e| {
+            DriverError::Unavailable(format!(
+                "the Docker engine does not answer: {e}: is dockerd running, and may this user read its socket?"
+            ))
+        })?;
+        let info = docker.info().await.map_err(|e| map_err("info", e))?;
+        let ncpu = info.ncpu.and_then(|n| u32::try_from(n).ok()).unwrap_or(1);
+        let api_version = docker.client_version().to_string();
+        info!(api_version, ncpu, "connected to the docker engine");
+        Ok(DockerDriver {
+            docker,
+            config,
+            api_version,
+            ncpu,
+            network_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The negotiated API version (`1.41` on engine 20.10).
+    pub fn api_version(&self) -> &str {
+        &self.api_version
+    }
+
+    /// Cpus the engine's host has.
+    pub fn ncpu(&self) -> u32 {
+        self.ncpu
+    }
+
+    /// The bollard client (for tests and tools).
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// The engine's container name of `id`.
+    pub fn container_name(&self, id: &InstanceId) -> String {
+        match &self.config.name_scope {
+            Some(s) => format!("{}.{s}", id.docker_name()),
+            None => id.docker_name(),
+        }
+    }
+
+    async fn inspect_raw(
+        &self,
+        name: &str,
+    ) -> Result<Option<bollard::models::ContainerInspectResponse>, DriverError> {
+        match self.docker.inspect_container(name, None).await {
+            Ok(i) => Ok(Some(i)),
+            Err(e) if status_of(&e) == Some(404) => Ok(None),
+            Err(e) => Err(map_err("inspect container", e)),
+        }
+    }
+
+    /// Everything about `spec` that needs the engine to check: the image is
+    /// present, the network is realized with the attachment's subnet, the
+    /// pinned cpus exist, the name is free.
+    async fn check_against_engine(
+        &self,
+        spec: &ContainerSpec,
+        name: &str,
+    ) -> Result<(), DriverError> {
+        let mut e = ValidationErrors::new();
+        if let CpuPolicy::Cpuset { cpus } = &spec.isolation.cpu {
+            if let Some(bad) = cpus.iter().find(|c| **c >= self.ncpu) {
+                e.add(
+                    "isolation.cpu.cpus",
+                    "no_such_cpu",
+                    format!(
+                        "cpu {bad} does not exist: this host has cpus 0-{}",
+                        self.ncpu - 1
+                    ),
+                );
+            }
+        }
+        e.into_result()?;
+        match self.docker.inspect_image(&spec.image).await {
+            Ok(_) => {}
+            Err(err) if status_of(&err) == Some(404) => {
+                return Err(DriverError::NotFound {
+                    kind: "image",
+                    name: spec.image.clone(),
+                    hint: "it is not on this engine and jdos does not pull: load or build it first (scripts/build-test-image.sh builds jdos-busybox:latest)".into(),
+                })
+            }
+            Err(err) => return Err(map_err("inspect image", err)),
+        }
+        if let Some(n) = &spec.network {
+            let net = match self.docker.inspect_network(&n.docker_network, None).await {
+                Ok(net) => net,
+                Err(err) if status_of(&err) == Some(404) => {
+                    return Err(DriverError::network_not_found(&n.docker_network))
+                }
+                Err(err) => return Err(map_err("inspect network", err)),
+            };
+            let observed = convert::observed_network(&net);
+            if !observed.subnets.contains(&n.subnet.trunc()) {
+                return Err(DriverError::Conflict(format!(
+                    "docker network {} has subnets {:?}, but the spec attaches {} of {}: re-realize the network",
+                    n.docker_network, observed.subnets, n.ipv4, n.subnet
+                )));
+            }
+        }
+        if let Some(existing) = self.inspect_raw(name).await? {
+            let st = status_from_inspect(&existing);
+            return Err(DriverError::Conflict(format!(
+                "a container named {name} already exists ({:?}, host {}, epoch {}): adopt it or destroy it first",
+                st.state,
+                st.host().unwrap_or("?"),
+                st.epoch().map_or("?".to_string(), |e| e.to_string())
+            )));
+        }
+        Ok(())
+    }
+
+    async fn find_network(
+        &self,
+        name: &str,
+    ) -> Result<Option<bollard::models::NetworkInspect>, DriverError> {
+        match self.docker.inspect_network(name, None).await {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if status_of(&e) == Some(404) => Ok(None),
+            Err(e) => Err(map_err("inspect network", e)),
+        }
+    }
+}
+
+fn status_of(e: &BollardError) -> Option<u16> {
+    match e {
+        BollardError::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+/// Maps a bollard error of `operation` to a [`DriverError`].
+fn map_err(operation: &'static str, e: BollardError) -> DriverError {
+    match e {
+        BollardError::DockerResponseServerError {
+            status_code: 409,
+            message,
+        } => DriverError::Conflict(format!("{operation}: {message}")),
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => DriverError::Engine {
+            operation,
+            status: Some(status_code),
+            message,
+        },
+        BollardError::RequestTimeoutError => DriverError::Timeout {
+            operation,
+            after_ms: 120_000,
+        },
+        e @ (BollardError::IOError { .. }
+        | BollardError::HyperResponseError { .. }
+        | BollardError::HyperLegacyError { .. }
+        | BollardError::SocketNotFoundError(_)) => {
+            DriverError::Unavailable(format!("{operation}: {e}: is dockerd running?"))
+        }
+        e => DriverError::Engine {
+            operation,
+            status: None,
+            message: e.to_string(),
+        },
+    }
+}
+
+fn not_found_or(operation: &'static str, name: &str, e: BollardError) -> DriverError {
+    if status_of(&e) == Some(404) {
+        DriverError::container_not_found(name)
+    } else {
+        map_err(operation, e)
+    }
+}
+
+#[async_trait]
+impl Driver for DockerDriver {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    #[instrument(skip_all, fields(network = %network.name))]
+    async fn ensure_network(
+        &self,
+        network: &Network,
+        realization: &NetworkRealization,
+    ) -> Result<NetworkInfo, DriverError> {
+        network.validate()?;
+        let want = realization.desired(network);
+        let _guard = self.network_lock.lock().await;
+        for attempt in 0..2 {
+            if let Some(existing) = self.find_network(&want.name).await? {
+                let observed = convert::observed_network(&existing);
+                let diff = want.differences(&observed);
+                if diff.is_empty() {
+                    debug!(docker_network = %want.name, "reusing matching docker network");
+                    return Ok(NetworkInfo {
+                        name: want.name,
+                        id: observed.id,
+                        created: false,
+                    });
+                }
+                return Err(DriverError::Conflict(format!(
+                    "docker network {} exists with {}, which jdos network {} does not match; it was left as it is: remove it (docker network rm {}) if nothing uses it, or rename the jdos network",
+                    want.name,
+                    diff.join(", "),
+                    network.name,
+                    want.name
+                )));
+            }
+            let request = NetworkCreateRequest {
+                name: want.name.clone(),
+                driver: Some(want.driver.clone()),
+                attachable: Some(true),
+                ipam: Some(Ipam {
+                    driver: Some("default".into()),
+                    config: Some(vec![IpamConfig {
+                        subnet: Some(want.subnet.to_string()),
+                        gateway: Some(want.gateway.to_string()),
+                        ..Default::default()
+                    }]),
+                    options: None,
+                }),
+                options: Some(want.options.clone().into_iter().collect()),
+                labels: Some(
+                    [
+                        (labels::MANAGED.to_string(), "true".to_string()),
+                        (labels::NETWORK.to_string(), network.name.clone()),
+                        (labels::VLAN.to_string(), network.vlan.to_string()),
+                    ]
+                    .into_iter()
+                    .collect(),
+                ),
+                ..Default::default()
+            };
+            match self.docker.create_network(request).await {
+                Ok(created) => {
+                    if !created.warning.is_empty() && attempt == 0 {
+                        // Another process created the same name meanwhile
+                        // (old engines allow duplicates): undo ours, re-check.
+                        warn!(warning = %created.warning, "duplicate docker network created; removing ours");
+                        let _ = self.docker.remove_network(&created.id).await;
+                        continue;
+                    }
+                    info!(docker_network = %want.name, subnet = %want.subnet, driver = %want.driver, "created docker network");
+                    return Ok(NetworkInfo {
+                        name: want.name,
+                        id: created.id,
+                        created: true,
+                    });
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    if msg.contains("overlaps") {
+                        return Err(DriverError::Conflict(format!(
+                            "subnet {} of jdos network {} overlaps another docker network on this host ({msg}): remove that network or change the subnet",
+                            want.subnet, network.name
+                        )));
+                    }
+                    if attempt == 0 && status_of(&e) == Some(409) {
+                        continue; // created concurrently: re-check it
+                    }
+                    return Err(map_err("create network", e));
+                }
+            }
+        }
+        Err(DriverError::Conflict(format!(
+            "docker network {} keeps changing while being realized: retry",
+            want.name
+        )))
+    }
+
+    #[instrument(skip_all, fields(network = %name))]
+    async fn remove_network(
+        &self,
+        name: &str,
+        realization: &NetworkRealization,
+    ) -> Result<(), DriverError> {
+        let docker_name = realization.docker_name(name);
+        match self.docker.remove_network(&docker_name).await {
+            Ok(()) => Ok(()),
+            Err(e) if status_of(&e) == Some(404) => Ok(()),
+            Err(e) if status_of(&e) == Some(403) || e.to_string().contains("active endpoints") => {
+                Err(DriverError::Conflict(format!(
+                    "docker network {docker_name} is still in use: destroy its containers first ({e})"
+                )))
+            }
+            Err(e) => Err(map_err("remove network", e)),
+        }
+    }
+
+    #[instrument(skip_all, fields(container = %spec.instance))]
+    async fn create(&self, spec: &ContainerSpec) -> Result<ContainerHandle, DriverError> {
+        spec.validate()?;
+        let name = self.container_name(&spec.instance);
+        self.check_against_engine(spec, &name).await?;
+        let storage = self.config.storage.clone();
+        let (vols, container) = (spec.storage.host_volumes.clone(), name.clone());
+        let prepared = tokio::task::spawn_blocking(move || storage.prepare(&container, &vols))
+            .await
+            .map_err(|e| DriverError::Storage(format!("volume preparation panicked: {e}")))??;
+        let body = create_body(spec, &prepared.volumes, &self.config.logs);
+        let options = CreateContainerOptionsBuilder::new().name(&name).build();
+        match self.docker.create_container(Some(options), body).await {
+            Ok(r) => {
+                for w in &r.warnings {
+                    warn!(warning = %w, "engine warning on create");
+                }
+                debug!(id = %r.id, "created container");
+                Ok(ContainerHandle {
+                    instance: spec.instance.clone(),
+                    name,
+                    id: r.id,
+                    warnings: r.warnings,
+                })
+            }
+            Err(e) => {
+                storage::rollback(&prepared);
+                Err(match e {
+                    BollardError::DockerResponseServerError {
+                        status_code: 400,
+                        message,
+                    } => {
+                        let mut v = ValidationErrors::new();
+                        v.add("spec", "rejected_by_engine", message);
+                        DriverError::InvalidSpec(v)
+                    }
+                    e => map_err("create container", e),
+                })
+            }
+        }
+    }
+
+    #[instrument(skip_all, fields(container = %id))]
+    async fn start(&self, id: &InstanceId) -> Result<(), DriverError> {
+        let name = self.container_name(id);
+        match self.docker.start_container(&name, None).await {
+            Ok(()) => Ok(()),
+            Err(e) if status_of(&e) == Some(304) => Ok(()),
+            Err(e) => {
+                let msg = e.to_string();
+                if msg.contains("Address already in use") || msg.contains("address already in use")
+                {
+                    return Err(DriverError::Conflict(format!(
+                        "{name}: its static address is held by another container on this network: fence or remove the old holder ({msg})"
+                    )));
+                }
+                Err(not_found_or("start container", &name, e))
+            }
+        }
+    }
+
+    #[instrument(skip_all, fields(container = %id))]
+    async fn stop(&self, id: &InstanceId, grace: Duration) -> Result<(), DriverError> {
+        let name = self.container_name(id);
+        let t = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
+        let options = StopContainerOptionsBuilder::new().t(t).build();
+        match self.docker.stop_container(&name, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if status_of(&e) == Some(304) => Ok(()),
+            Err(e) => Err(not_found_or("stop container", &name, e)),
+        }
+    }
+
+    #[instrument(skip_all, fields(container = %id, remove_data = options.remove_data))]
+    async fn destroy(&self, id: &InstanceId, options: DestroyOptions) -> Result<(), DriverError> {
+        let name = self.container_name(id);
+        // L3 volumes are named in the container's mounts; read them before
+        // the container is gone.
+        let volumes: Vec<String> = match self.inspect_raw(&name).await? {
+            Some(i) => i
+                .mounts
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|m| m.typ.as_deref() == Some("volume"))
+                .filter_map(|m| m.name)
+                .collect(),
+            None => Vec::new(),
+        };
+        let rm = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(false)
+            .build();
+        match self.docker.remove_container(&name, Some(rm)).await {
+            Ok(()) => {}
+            Err(e) if status_of(&e) == Some(404) => {}
+            Err(e) => return Err(map_err("remove container", e)),
+        }
+        if options.remove_data {
+            for v in volumes {
+                let opts = RemoveVolumeOptionsBuilder::new().force(false).build();
+                match self.docker.remove_volume(&v, Some(opts)).await {
+                    Ok(()) => {}
+                    Err(e) if status_of(&e) == Some(404) => {}
+                    Err(e) => return Err(map_err("remove volume", e)),
+                }
+            }
+            let storage = self.config.storage.clone();
+            tokio::task::spawn_blocking(move || storage.purge(&name))
+                .await
+                .map_err(|e| DriverError::Storage(format!("volume removal panicked: {e}")))??;
+        }
+        Ok(())
+    }
+
+    #[instrument(skip_all, fields(container = %id))]
+    async fn inspect(&self, id: &InstanceId) -> Result<ContainerStatus, DriverError> {
+        let name = self.container_name(id);
+        match self.inspect_raw(&name).await? {
+            Some(i) => Ok(status_from_inspect(&i)),
+            None => Err(DriverError::container_not_found(name)),
+        }
+    }
+
+    #[instrument(skip_all)]
+    async fn list(&self, filter: &LabelFilter) -> Result<Vec<ContainerStatus>, DriverError> {
+        let filters: HashMap<&str, Vec<String>> =
+            [("label", filter.docker_filters())].into_iter().collect();
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let summaries = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| map_err("list containers", e))?;
+        // The summary lacks start times and exit codes: inspect each, a few
+        // at a time. A container removed in between is simply skipped.
+        let ids: Vec<String> = summaries.into_iter().filter_map(|s| s.id).collect();
+        let results: Vec<Result<Option<ContainerStatus>, DriverError>> =
+            futures_util::stream::iter(ids)
+                .map(|id| async move {
+                    Ok(self
+                        .inspect_raw(&id)
+                        .await?
+                        .map(|i| status_from_inspect(&i)))
+                })
+                .buffered(8)
+                .collect()
+                .await;
+        let mut out = Vec::new();
+        for r in results {
+            if let Some(s) = r? {
+                // Re-check: the engine's label filter is exact-match too, but
+                // this keeps fake and docker semantics identical.
+                if filter.matches(&s.labels) {
+                    out.push(s);
+                }
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    #[instrument(skip_all, fields(container = %id))]
+    async fn stats(&self, id: &InstanceId) -> Result<ContainerStats, DriverError> {
+        let name = self.container_name(id);
+        let options = StatsOptionsBuilder::new()
+            .stream(false)
+            .one_shot(true)
+            .build();
+        let mut s = std::pin::pin!(self.docker.stats(&name, Some(options)));
+        match s.next().await {
+            Some(Ok(st)) => Ok(convert::stats_from_docker(&st)),
+            Some(Err(e)) => Err(not_found_or("stats", &name, e)),
+            None => Err(DriverError::Engine {
+                operation: "stats",
+                status: None,
+                message: "the engine sent no sample".into(),
+            }),
+        }
+    }
+
+    #[instrument(skip_all, fields(container = %id))]
+    async fn exec(
+        &self,
+        id: &InstanceId,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<ExecOutput, DriverError> {
+        if command.is_empty() {
+            let mut e = ValidationErrors::new();
+            e.add("command", "required", "exec needs a command");
+            return Err(e.into());
+        }
+        let name = self.container_name(id);
+        let run = async {
+            let created = self
+                .docker
+                .create_exec(
+                    &name,
+                    CreateExecOptions::<String> {
+                        attach_stdout: Some(true),
+                        attach_stderr: Some(true),
+                        cmd: Some(command.to_vec()),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| not_found_or("exec", &name, e))?;
+            let started = self
+                .docker
+                .start_exec(
+                    &created.id,
+                    Some(StartExecOptions {
+                        detach: false,
+                        tty: false,
+                        output_capacity: None,
+                    }),
+                )
+                .await
+                .map_err(|e| map_err("exec", e))?;
+            let mut out = ExecOutput::default();
+            if let StartExecResults::Attached { mut output, .. } = started {
+                while let Some(chunk) = output.next().await {
+                    match chunk.map_err(|e| map_err("exec", e))? {
+                        bollard::container::LogOutput::StdOut { message } => {
+                            push_capped(&mut out.stdout, &message)
+                        }
+                        bollard::container::LogOutput::StdErr { message } => {
+                            push_capped(&mut out.stderr, &message)
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            // The stream ends when the process exits; its code may lag a
+            // moment behind in the engine's record.
+            for _ in 0..50 {
+                let i = self
+                    .docker
+                    .inspect_exec(&created.id)
+                    .await
+                    .map_err(|e| map_err("exec", e))?;
+                if i.running != Some(true) {
+                    out.exit_code = i.exit_code.unwrap_or(-1);
+                    return Ok(out);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(DriverError::Engine {
+                operation: "exec",
+                status: None,
+                message: "the command's output ended but it is still running".into(),
+            })
+        };
+        tokio::time::timeout(timeout, run)
+            .await
+            .map_err(|_| DriverError::Timeout {
+                operation: "exec",
+                after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            })?
+    }
+
+    #[instrument(skip_all, fields(container = %id))]
+    async fn update_resources(
+        &self,
+        id: &InstanceId,
+        resources: &Resources,
+        isolation: &Isolation,
+    ) -> Result<(), DriverError> {
+        let mut e = ValidationErrors::new();
+        validate_limits(&mut e, resources, isolation);
+        e.into_result()?;
+        let name = self.container_name(id);
+        let body = update_body(resources, isolation, self.ncpu);
+        self.docker
+            .update_container(&name, body)
+            .await
+            .map_err(|e| not_found_or("update container", &name, e))
+    }
+
+    #[instrument(skip_all, fields(container = %id, image = %reference))]
+    async fn commit(&self, id: &InstanceId, reference: &str) -> Result<String, DriverError> {
+        let (repo, tag) = split_image_reference(reference)?;
+        let name = self.container_name(id);
+        let options = CommitContainerOptionsBuilder::new()
+            .container(&name)
+            .repo(&repo)
+            .tag(&tag)
+            .comment(&format!("jdos snapshot of {id}"))
+            .pause(true)
+            .build();
+        let r = self
+            .docker
+            .commit_container(options, ContainerConfig::default())
+            .await
+            .map_err(|e| not_found_or("commit", &name, e))?;
+        Ok(r.id)
+    }
+}
+
+fn push_capped(buf: &mut String, bytes: &[u8]) {
+    let room = EXEC_OUTPUT_CAP.saturating_sub(buf.len());
+    if room > 0 {
+        buf.push_str(&String::from_utf8_lossy(&bytes[..bytes.len().min(room)]));
+    }
+}
