@@ -133,6 +133,7 @@ cat >"$root/www/index.html" <<'EOF'
 EOF
 cp "$root/www/index.html" "$root/var/www/index.html"
 
+old_id="$(docker image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)"
 tar --numeric-owner --owner=0 --group=0 -C "$root" -cf - . |
   docker import \
     --change 'CMD ["sh"]' \
@@ -141,5 +142,11 @@ tar --numeric-owner --owner=0 --group=0 -C "$root" -cf - . |
     --change "LABEL $LABEL_KEY=$RECIPE_VERSION" \
     --message "jdos test image from busybox-static" \
     - "$IMAGE" >/dev/null
+
+# The previous build is now untagged; drop it unless a container still uses it.
+new_id="$(docker image inspect --format '{{.Id}}' "$IMAGE")"
+if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then
+  docker image rm "$old_id" >/dev/null 2>&1 || true
+fi
 
 echo "build-test-image: built $IMAGE ($("$busybox_bin" 2>&1 | head -n1 | cut -d' ' -f1-2))" >&2

@@ -163,7 +163,8 @@ pub struct Isolation {
 }
 
 impl Default for Isolation {
-    /// Shares, no swap, 4096 pids, 65536 open files.
+    /// Shares, no swap, 4096 pids, 16384 open files (below the engine's own
+    /// hard limit on common hosts: runc cannot raise a container above it).
     fn default() -> Self {
         Isolation {
             cpu: CpuPolicy::Shares,
@@ -171,8 +172,8 @@ impl Default for Isolation {
             swappiness: None,
             pids_limit: Some(4096),
             nofile: Some(Nofile {
-                soft: 65_536,
-                hard: 65_536,
+                soft: 16_384,
+                hard: 16_384,
             }),
             blkio_weight: None,
         }

@@ -414,6 +414,15 @@ impl Driver for DockerDriver {
             Err(e) if status_of(&e) == Some(304) => Ok(()),
             Err(e) => {
                 let msg = e.to_string();
+                if msg.contains("error setting rlimit") {
+                    let mut v = ValidationErrors::new();
+                    v.add(
+                        "isolation.nofile",
+                        "above_engine_limit",
+                        format!("{name}: the engine cannot raise the container's limits this high: lower isolation.nofile or raise dockerd's LimitNOFILE ({msg})"),
+                    );
+                    return Err(DriverError::InvalidSpec(v));
+                }
                 if msg.contains("Address already in use") || msg.contains("address already in use")
                 {
                     return Err(DriverError::Conflict(format!(
