@@ -22,6 +22,9 @@ pub struct Cli {
 pub enum Command {
     /// Print shell completions (bash, zsh, fish, …) to stdout.
     Completions(cmd::completions::Args),
+    /// Replay a load trace under the HPA and the predictive autoscaler.
+    #[command(name = "autoscale-sim")]
+    AutoscaleSim(cmd::autoscale_sim::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -29,6 +32,7 @@ fn main() -> std::process::ExitCode {
     cmd::init_tracing(&cli.global);
     let result = match cli.command {
         Command::Completions(a) => cmd::completions::run(a),
+        Command::AutoscaleSim(a) => cmd::autoscale_sim::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! Sub-command handlers, one file each, plus what they share.
 
+pub mod autoscale_sim;
 pub mod completions;
 
 use clap::Args as ClapArgs;
