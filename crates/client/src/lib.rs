@@ -20,9 +20,9 @@ mod apps;
 mod error;
 mod events;
 mod hosts;
+mod networks;
 mod query;
 mod tokens;
-// The IPAM helper adds `mod networks;` here (networks, their IPs).
 
 use std::time::Duration;
 
