@@ -74,6 +74,16 @@ pub fn containers_of_app(app: &str) -> String {
     format!("{CONTAINERS}{app}/")
 }
 
+/// Group placement records (the scheduler's per-group index → host map, whose
+/// revision serializes concurrent placements of one group):
+/// `/jdos/placements/<app>/<env>/<group>`.
+pub const PLACEMENTS: &str = "/jdos/placements/";
+
+/// Key of a group's placement record.
+pub fn placement(k: &GroupKey) -> String {
+    format!("{PLACEMENTS}{}/{}/{}", k.app, k.env, k.group)
+}
+
 /// Key of a network.
 pub fn network(name: &str) -> String {
     format!("{NETWORKS}{name}")

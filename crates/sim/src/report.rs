@@ -1,0 +1,101 @@
+//! The result of one simulation run.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything a run measured. `jdos sim --json` prints it as its last line;
+/// later issues extend it (e.g. end-to-end time from apply to all-running
+/// once the workflow engine drives the fake hosts).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SimReport {
+    /// Hosts in the estate.
+    pub hosts: usize,
+    /// Switches in the estate.
+    pub switches: usize,
+    /// Racks in the estate.
+    pub racks: usize,
+    /// Groups placed.
+    pub groups: usize,
+    /// Containers asked for.
+    pub containers_requested: u64,
+    /// Containers committed to the store.
+    pub containers_placed: u64,
+    /// Replicas that did not fit.
+    pub unplaceable: u64,
+    /// Hard constraints broken, per the independent checker.
+    pub violations: u64,
+    /// Violations by kind.
+    pub violation_kinds: BTreeMap<String, u64>,
+    /// Seconds spent scheduling and committing (estate setup and the check
+    /// excluded).
+    pub seconds: f64,
+    /// CPU seconds the process used while scheduling and committing (all
+    /// threads): the cost on a machine shared with other work.
+    pub cpu_seconds: f64,
+    /// Containers placed and committed per second.
+    pub placements_per_sec: f64,
+    /// Median per-placement time: a group's plan + commit time divided by
+    /// its replicas, in microseconds.
+    pub p50_placement_us: f64,
+    /// 99th percentile of the same.
+    pub p99_placement_us: f64,
+    /// 99th percentile of one whole request (plan + commit of a group).
+    pub p99_request_us: f64,
+    /// Longest request.
+    pub max_request_us: f64,
+    /// Conflicts met and re-planned.
+    pub conflicts_retried: u64,
+    /// Concurrent schedulers.
+    pub schedulers: usize,
+    /// Store used.
+    pub store: String,
+    /// Seed.
+    pub seed: u64,
+    /// Allocated / capacity cpu over schedulable hosts at the end.
+    pub cpu_utilization: f64,
+    /// Allocated / capacity memory over schedulable hosts at the end.
+    pub memory_utilization: f64,
+    /// Peak resident set size of the process (VmHWM).
+    pub peak_rss_bytes: u64,
+}
+
+/// Peak RSS of this process from `/proc/self/status` (0 where unavailable).
+pub fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// CPU time (user + system) this process has used, in seconds, from
+/// `/proc/self/stat` (0 where unavailable). On a shared machine this, not
+/// wall time, says what the work cost.
+pub fn process_cpu_seconds() -> f64 {
+    let Ok(s) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields overall, in clock ticks (USER_HZ = 100 on Linux).
+    let Some(rest) = s.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The `q` quantile (0..=1) of `v`, sorting it.
+pub fn quantile(v: &mut [f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_unstable_by(f64::total_cmp);
+    let i = ((v.len() - 1) as f64 * q).round() as usize;
+    v[i]
+}

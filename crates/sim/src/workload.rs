@@ -1,0 +1,245 @@
+//! A generated workload: apps with heavy-tailed replica counts, mixed sizes
+//! and business levels, split into one group per datacenter.
+
+use std::collections::BTreeMap;
+
+use jdos_scheduler::rng::SeededRng;
+use jdos_scheduler::{GroupRequest, ZonePolicy};
+use jdos_types::group::{Placement, PlacementStrategy};
+use jdos_types::resources::GIB;
+use jdos_types::{BusinessLevel, GroupKey, Resources};
+use serde::{Deserialize, Serialize};
+
+use crate::estate::{Estate, DATACENTERS};
+
+/// One group to place, with what its container records carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupSpec {
+    /// The placement request (`existing` empty: the group is new).
+    pub request: GroupRequest,
+    /// Image of its containers.
+    pub image: String,
+}
+
+/// What to generate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkloadSpec {
+    /// Total containers over all groups.
+    pub containers: usize,
+    /// Seed.
+    pub seed: u64,
+    /// Target cpu fill of each `(datacenter, zone)`, in percent: groups that
+    /// would push a zone past it go elsewhere, so the estate has room.
+    pub max_fill_percent: u32,
+}
+
+/// Container flavors: (share, millicores, memory GiB).
+const FLAVORS: [(f64, u64, u64); 8] = [
+    (0.30, 500, 1),
+    (0.30, 1000, 2),
+    (0.15, 1000, 4),
+    (0.12, 2000, 4),
+    (0.08, 2000, 8),
+    (0.03, 4000, 8),
+    (0.015, 4000, 16),
+    (0.005, 8000, 32),
+];
+
+/// Business levels and their share of apps.
+const LEVELS: [(f64, BusinessLevel); 4] = [
+    (0.15, BusinessLevel::Core),
+    (0.20, BusinessLevel::Important),
+    (0.55, BusinessLevel::Normal),
+    (0.10, BusinessLevel::Test),
+];
+
+fn choose<T: Copy>(rng: &mut SeededRng, table: &[(f64, T)]) -> T {
+    let x = rng.unit();
+    let mut acc = 0.0;
+    for (p, v) in table {
+        acc += p;
+        if x < acc {
+            return *v;
+        }
+    }
+    table[table.len() - 1].1
+}
+
+/// Generates groups totalling exactly `spec.containers` replicas.
+pub fn generate(spec: &WorkloadSpec, estate: &Estate, policy: &ZonePolicy) -> Vec<GroupSpec> {
+    let _span = tracing::info_span!("generate_workload", containers = spec.containers).entered();
+    let mut rng = SeededRng::new(spec.seed ^ 0x0A55_1E55);
+    let cap = estate.cpu_by_zone();
+    let hosts = estate.hosts_by_zone();
+    let mut budget: BTreeMap<(String, String), i128> = cap
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                (*v as i128) * spec.max_fill_percent as i128 / 100,
+            )
+        })
+        .collect();
+    let mut groups = Vec::new();
+    let mut left = spec.containers;
+    let mut app_no = 0usize;
+    let mut misses = 0usize;
+    while left > 0 {
+        let level = choose(&mut rng, &LEVELS);
+        let (cpu, mem) = {
+            let x = rng.unit();
+            let mut acc = 0.0;
+            let mut f = FLAVORS[0];
+            for fl in FLAVORS {
+                acc += fl.0;
+                if x < acc {
+                    f = fl;
+                    break;
+                }
+            }
+            (f.1, f.2)
+        };
+        // Pareto(alpha = 1.1, x_min = 2): most apps have a few replicas, a
+        // few have thousands.
+        let u = rng.unit().max(1e-9);
+        let mut total = ((2.0 / u.powf(1.0 / 1.1)) as usize).clamp(1, 6000);
+        let mut res = Resources::new(cpu, mem * GIB);
+        res.disk.l1 = (10 + rng.below(30)) * GIB;
+        if rng.unit() < 0.2 {
+            res.disk.l2 = 50 * GIB;
+        }
+        let network_zone = match rng.unit() {
+            x if x < 0.05 && level != BusinessLevel::Core => Some("dmz".to_string()),
+            x if x < 0.95 => Some("prod".to_string()),
+            _ => None,
+        };
+        // The DMZ VLAN reaches about a fifth of the switches: DMZ apps are
+        // small, as front-end proxies are.
+        let dmz = network_zone.as_deref() == Some("dmz");
+        if dmz {
+            total = total.min(60);
+        }
+        let total = total.min(left);
+        let mut placement = Placement::default();
+        let p = rng.unit();
+        if p < 0.05 {
+            placement.strategy = PlacementStrategy::Binpack;
+        } else if p < 0.08 {
+            placement.max_per_rack = Some(((total as u32) / 8).max(2));
+        } else if p < 0.10 {
+            placement
+                .required_labels
+                .insert("kernel".into(), "5.10".into());
+        }
+        // Big apps spread over every datacenter, small ones live in one.
+        let dcs: Vec<usize> = if total >= 12 {
+            (0..DATACENTERS.len()).collect()
+        } else {
+            vec![rng.below(DATACENTERS.len() as u64) as usize]
+        };
+        let app = format!("app-{app_no:05}");
+        let mut placed_any = false;
+        let mut remaining = total;
+        for (i, &d) in dcs.iter().enumerate() {
+            let dc = DATACENTERS[d].0;
+            let n = if i == dcs.len() - 1 {
+                remaining
+            } else {
+                ((total as f64) * DATACENTERS[d].1).round() as usize
+            }
+            .min(remaining);
+            if n == 0 {
+                continue;
+            }
+            // Charge the allowed zone with the most budget left.
+            let zones = policy.allowed(level);
+            let Some(zone) = zones.iter().max_by_key(|z| {
+                budget
+                    .get(&(dc.to_string(), z.to_string()))
+                    .copied()
+                    .unwrap_or(i128::MIN)
+            }) else {
+                continue;
+            };
+            let key = (dc.to_string(), zone.clone());
+            let need = (n as i128) * cpu as i128;
+            let room = budget.get(&key).copied().unwrap_or(0);
+            if need > room {
+                continue;
+            }
+            *budget.get_mut(&key).expect("checked") -= need;
+            let mut pl = placement.clone();
+            let zone_hosts: u32 = zones
+                .iter()
+                .map(|z| {
+                    hosts
+                        .get(&(dc.to_string(), z.clone()))
+                        .copied()
+                        .unwrap_or(0)
+                })
+                .sum();
+            // One per host only while the zone has hosts to spare; bigger
+            // groups may stack a few per host (as large apps did at JD).
+            let reach = if dmz { zone_hosts / 4 } else { zone_hosts };
+            let per_host_room = (reach / 3).max(1);
+            if n as u32 > per_host_room {
+                pl.max_per_host = Some((n as u32).div_ceil(per_host_room));
+            }
+            remaining -= n;
+            placed_any = true;
+            groups.push(GroupSpec {
+                request: GroupRequest {
+                    group: GroupKey::new(&app, "production", &format!("g-{dc}")),
+                    datacenter: dc.to_string(),
+                    replicas: n as u32,
+                    resources: res,
+                    business_level: level,
+                    network_zone: network_zone.clone(),
+                    network: None,
+                    placement: pl,
+                    existing: Vec::new(),
+                },
+                image: format!("registry.local/{app}:1"),
+            });
+        }
+        let used = total - remaining;
+        left -= used;
+        if placed_any {
+            app_no += 1;
+            misses = 0;
+        } else {
+            misses += 1;
+            // The estate is full for what is left: stop rather than spin.
+            if misses > 10_000 {
+                break;
+            }
+        }
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::estate::EstateSpec;
+
+    #[test]
+    fn workload_hits_the_total_and_is_heavy_tailed() {
+        let e = Estate::generate(&EstateSpec {
+            hosts: 1000,
+            seed: 3,
+        });
+        let spec = WorkloadSpec {
+            containers: 25_000,
+            seed: 3,
+            max_fill_percent: 70,
+        };
+        let g = generate(&spec, &e, &ZonePolicy::default());
+        let total: u32 = g.iter().map(|g| g.request.replicas).sum();
+        assert_eq!(total, 25_000);
+        let max = g.iter().map(|g| g.request.replicas).max().unwrap();
+        let small = g.iter().filter(|g| g.request.replicas <= 3).count();
+        assert!(max >= 50, "largest group {max}");
+        assert!(small * 3 >= g.len(), "small groups {small} of {}", g.len());
+    }
+}
