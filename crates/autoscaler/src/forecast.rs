@@ -231,6 +231,15 @@ impl Forecaster {
         self.current
     }
 
+    /// Every model with its recent mean absolute error and how many of its
+    /// forecasts were scored.
+    pub fn model_errors(&self) -> Vec<(Model, f64, usize)> {
+        self.models
+            .iter()
+            .map(|m| (m.model, m.abs_error, m.scored))
+            .collect()
+    }
+
     /// Buckets of history held.
     pub fn history_len(&self) -> usize {
         self.history.len()
