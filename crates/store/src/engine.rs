@@ -165,7 +165,10 @@ fn writer_loop(
             (p.finish(), results)
         };
         if !plan.is_empty() {
-            match persist.persist(&plan) {
+            let t0 = std::time::Instant::now();
+            let pr = persist.persist(&plan);
+            tracing::debug!(revision = plan.revision, elapsed_us = t0.elapsed().as_micros() as u64, "batch persisted");
+            match pr {
                 Ok(()) => write(&core).apply(plan),
                 Err(e) => {
                     tracing::error!(error = %e, "store commit failed");
