@@ -44,7 +44,8 @@ pub const CASES: &[&str] = &[
 
 /// Generates one `#[tokio::test]` per conformance case. The argument is an
 /// expression callable as `factory().await -> Arc<dyn Store>` returning a
-/// fresh, empty store each time.
+/// fresh, empty store each time. The calling crate needs `tokio` (with the
+/// `macros` and `rt-multi-thread` features) as a (dev-)dependency.
 #[macro_export]
 macro_rules! conformance_tests {
     ($factory:expr) => {

@@ -167,7 +167,11 @@ fn writer_loop(
         if !plan.is_empty() {
             let t0 = std::time::Instant::now();
             let pr = persist.persist(&plan);
-            tracing::debug!(revision = plan.revision, elapsed_us = t0.elapsed().as_micros() as u64, "batch persisted");
+            tracing::debug!(
+                revision = plan.revision,
+                elapsed_us = t0.elapsed().as_micros() as u64,
+                "batch persisted"
+            );
             match pr {
                 Ok(()) => write(&core).apply(plan),
                 Err(e) => {

@@ -4,6 +4,40 @@
 //! Every backend implements [`Store`] and must pass the conformance suite in
 //! [`conformance`]. Keys are UTF-8 paths (see `jdos_types::keys`), values are
 //! opaque bytes (JSON by convention, see [`json`]).
+//!
+//! # Backends
+//!
+//! Open one with [`open`] (`memory://`, `redb:///path/file.redb` or a plain
+//! path). Both embedded backends share one in-memory MVCC core: the key space
+//! in a `BTreeMap` (reads and prefix lists never touch disk), the global
+//! revision, a bounded log of recent revisions for watch replay, the watchers
+//! and the lease table. So their semantics are identical and a
+//! [`MemoryStore`] is a faithful stand-in for a [`RedbStore`] in tests.
+//!
+//! - [`MemoryStore`]: writes apply under the core's lock; nothing persists.
+//! - [`RedbStore`]: one redb file. Writers enqueue to a single writer thread
+//!   that drains the queue, evaluates the batch in order (so
+//!   compare-and-swap sees every earlier write), commits it in one fsynced
+//!   transaction, applies it to the core and only then acknowledges each
+//!   writer (group commit). Readers and watchers therefore never see a write
+//!   that could be lost in a crash.
+//!
+//! # Watches
+//!
+//! A watch replays the kept history from its start revision, then streams
+//! live batches (one per revision) into a bounded channel. A watcher that
+//! lets [`StoreOptions::watch_buffer`] batches pile up has its watch ended:
+//! it receives what was queued, then `None`, and must re-list and watch again
+//! from the list's revision — memory stays bounded whatever the watcher does.
+//! History older than [`StoreOptions::history_events`] events counts as
+//! compacted.
+//!
+//! # Leases
+//!
+//! A lease that is not kept alive within its TTL is revoked by a background
+//! ticker (50 ms resolution): its keys are deleted in one revision, with
+//! delete events. Persistent backends keep leases across restarts and give
+//! each a full TTL from the open, as etcd does.
 
 use std::sync::Arc;
 use std::time::Duration;
