@@ -27,13 +27,75 @@ const MAX_ATTEMPTS: u32 = 64;
 /// allocator is busy on it and learning one record per conflict is too slow.
 const RELOAD_AFTER_CONFLICTS: u32 = 2;
 /// Page size of range reads.
-const PAGE: usize = 10_000;
+const PAGE: usize = 2_000;
 
 /// The value of the identity index key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Owner {
     network: String,
     ip: Ipv4Addr,
+}
+
+/// What the index keeps of one address record: little, so that a rebuild
+/// of 150,000 records allocates little.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Rec {
+    /// `app/env/group/index`.
+    identity: Box<str>,
+    state: IpState,
+    since_ms: UnixMillis,
+    /// Mod revision of the record's key.
+    rev: Revision,
+}
+
+/// An address record borrowed from its JSON (no allocation but the index's).
+#[derive(Deserialize)]
+struct RecordRef<'a> {
+    ip: Ipv4Addr,
+    #[serde(borrow)]
+    identity: IdentityRef<'a>,
+    state: IpState,
+    since_ms: UnixMillis,
+}
+
+#[derive(Deserialize)]
+struct IdentityRef<'a> {
+    #[serde(borrow)]
+    app: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    env: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    group: std::borrow::Cow<'a, str>,
+    index: u32,
+}
+
+impl Rec {
+    fn of(a: &IpAssignment, rev: Revision) -> Self {
+        Rec {
+            identity: a.identity.to_string().into_boxed_str(),
+            state: a.state,
+            since_ms: a.since_ms,
+            rev,
+        }
+    }
+
+    /// Decodes a stored record straight into the index's form.
+    fn decode(kv: &KeyValue) -> Result<(Ipv4Addr, Rec)> {
+        let r: RecordRef<'_> = serde_json::from_slice(&kv.value).map_err(|e| {
+            jdos_store::StoreError::Backend(format!("corrupt value at {}: {e}", kv.key))
+        })?;
+        let i = &r.identity;
+        let identity = format!("{}/{}/{}/{}", i.app, i.env, i.group, i.index).into_boxed_str();
+        Ok((
+            r.ip,
+            Rec {
+                identity,
+                state: r.state,
+                since_ms: r.since_ms,
+                rev: kv.mod_revision,
+            },
+        ))
+    }
 }
 
 /// What one `Ipam` instance knows about a network.
@@ -43,9 +105,9 @@ struct NetCache {
     rev: Revision,
     pool: AddressPool,
     /// Store records with their mod revision.
-    records: HashMap<Ipv4Addr, (IpAssignment, Revision)>,
+    records: HashMap<Ipv4Addr, Rec>,
     /// Quarantined addresses by their last identity (which may take them back).
-    quarantined_by: HashMap<InstanceId, Ipv4Addr>,
+    quarantined_by: HashMap<Box<str>, Ipv4Addr>,
 }
 
 impl NetCache {
@@ -54,8 +116,8 @@ impl NetCache {
     }
 
     /// Applies one record as read from the store (`None`: the key is absent).
-    fn apply(&mut self, ip: Ipv4Addr, rec: Option<(IpAssignment, Revision)>) {
-        if let Some((old, _)) = self.records.remove(&ip) {
+    fn apply(&mut self, ip: Ipv4Addr, rec: Option<Rec>) {
+        if let Some(old) = self.records.remove(&ip) {
             if old.state == IpState::Quarantined
                 && self.quarantined_by.get(&old.identity) == Some(&ip)
             {
@@ -64,7 +126,7 @@ impl NetCache {
         }
         match rec {
             None => self.pool.release(ip),
-            Some((rec, rev)) => {
+            Some(rec) => {
                 match rec.state {
                     IpState::Assigned => {
                         self.pool.assign(ip);
@@ -75,7 +137,7 @@ impl NetCache {
                         self.quarantined_by.insert(rec.identity.clone(), ip);
                     }
                 }
-                self.records.insert(ip, (rec, rev));
+                self.records.insert(ip, rec);
             }
         }
     }
@@ -90,17 +152,18 @@ impl NetCache {
         may_reload: bool,
     ) -> Pick {
         self.pool.reclaim(now_ms);
+        let me = identity.to_string();
         let ip = match want {
             Some(ip) => {
                 if let Some(reason) = structural_reason(&self.network, ip) {
                     return Pick::Refused(reason);
                 }
-                let until = |r: &IpAssignment| r.since_ms.saturating_add(self.quarantine_ms());
+                let until = |r: &Rec| r.since_ms.saturating_add(self.quarantine_ms());
                 let blocked = match self.records.get(&ip) {
-                    Some((r, _)) if r.state == IpState::Assigned => {
+                    Some(r) if r.state == IpState::Assigned => {
                         Some(Unavailable::Assigned(Some(r.identity.to_string())))
                     }
-                    Some((r, _)) if r.identity != *identity && until(r) > now_ms => {
+                    Some(r) if *r.identity != *me && until(r) > now_ms => {
                         Some(Unavailable::Quarantined {
                             identity: Some(r.identity.to_string()),
                             until_ms: until(r),
@@ -117,9 +180,9 @@ impl NetCache {
                 ip
             }
             None => {
-                let own = self.quarantined_by.get(identity).copied().filter(|ip| {
+                let own = self.quarantined_by.get(me.as_str()).copied().filter(|ip| {
                     matches!(self.records.get(ip),
-                        Some((r, _)) if r.state == IpState::Quarantined && r.identity == *identity)
+                        Some(r) if r.state == IpState::Quarantined && *r.identity == *me)
                 });
                 match own.or_else(|| self.pool.allocate()) {
                     Some(ip) => {
@@ -140,7 +203,7 @@ impl NetCache {
         };
         Pick::Candidate {
             ip,
-            prev_rev: self.records.get(&ip).map_or(0, |(_, r)| *r),
+            prev_rev: self.records.get(&ip).map_or(0, |r| r.rev),
             net_rev: self.rev,
         }
     }
@@ -149,7 +212,7 @@ impl NetCache {
         let q = self
             .records
             .values()
-            .filter(|(r, _)| r.state == IpState::Quarantined)
+            .filter(|r| r.state == IpState::Quarantined)
             .count();
         (self.records.len() - q, q)
     }
@@ -245,10 +308,16 @@ impl Ipam {
             records: HashMap::new(),
             quarantined_by: HashMap::new(),
         };
-        for kv in range_all(&*self.store, &keys::ips_of_network(&cache.network.name)).await? {
-            let (rec, rev) = decode_record(&kv)?;
-            cache.apply(rec.ip, Some((rec, rev)));
-        }
+        let prefix = keys::ips_of_network(&cache.network.name);
+        for_each_page(&*self.store, &prefix, |kvs| {
+            cache.records.reserve(kvs.len());
+            for kv in kvs {
+                let (ip, rec) = Rec::decode(kv)?;
+                cache.apply(ip, Some(rec));
+            }
+            Ok(())
+        })
+        .await?;
         Ok(cache)
     }
 
@@ -318,7 +387,7 @@ impl Ipam {
                     let (rec, rev) = decode_record(&kv)?;
                     if rec.state == IpState::Assigned && rec.identity == *identity {
                         if let Some(c) = self.lock().get_mut(network) {
-                            c.apply(owner.ip, Some((rec.clone(), rev)));
+                            c.apply(owner.ip, Some(Rec::of(&rec, rev)));
                         }
                         return Ok(rec);
                     }
@@ -369,7 +438,7 @@ impl Ipam {
                     // The cache may be stale: check the store once.
                     verified_static = true;
                     let fresh = match self.store.get(&keys::ip(network, ip)).await? {
-                        Some(kv) => Some(decode_record(&kv)?),
+                        Some(kv) => Some(Rec::decode(&kv)?.1),
                         None => None,
                     };
                     if let Some(c) = self.lock().get_mut(network) {
@@ -418,7 +487,7 @@ impl Ipam {
             let resp = self.store.txn(txn).await?;
             if resp.succeeded {
                 if let Some(c) = self.lock().get_mut(network) {
-                    c.apply(ip, Some((rec.clone(), resp.revision)));
+                    c.apply(ip, Some(Rec::of(&rec, resp.revision)));
                 }
                 debug!(%ip, "address assigned");
                 return Ok(rec);
@@ -435,7 +504,7 @@ impl Ipam {
                 return Err(IpamError::NetworkDeleting(network.to_string()));
             }
             let fresh = match ip_kv {
-                Some(kv) => Some(decode_record(&kv)?),
+                Some(kv) => Some(Rec::decode(&kv)?.1),
                 None => None,
             };
             let mut nets = self.lock();
@@ -557,7 +626,7 @@ impl Ipam {
             }
             if let Some(c) = self.lock().get_mut(&owner.network) {
                 if quarantine_ms > 0 {
-                    c.apply(owner.ip, Some((rec.clone(), resp.revision)));
+                    c.apply(owner.ip, Some(Rec::of(&rec, resp.revision)));
                 } else {
                     c.apply(owner.ip, None);
                 }
@@ -617,6 +686,20 @@ impl Ipam {
 /// Every key-value under `prefix`, read page by page.
 pub(crate) async fn range_all(store: &dyn Store, prefix: &str) -> Result<Vec<KeyValue>> {
     let mut out = Vec::new();
+    for_each_page(store, prefix, |kvs| {
+        out.extend_from_slice(kvs);
+        Ok(())
+    })
+    .await?;
+    Ok(out)
+}
+
+/// Calls `f` with each page of the key-values under `prefix`, in key order.
+pub(crate) async fn for_each_page(
+    store: &dyn Store,
+    prefix: &str,
+    mut f: impl FnMut(&[KeyValue]) -> Result<()>,
+) -> Result<()> {
     let mut start_after = None;
     loop {
         let page = store
@@ -629,11 +712,10 @@ pub(crate) async fn range_all(store: &dyn Store, prefix: &str) -> Result<Vec<Key
                 },
             )
             .await?;
-        let more = page.more;
+        f(&page.kvs)?;
         start_after = page.kvs.last().map(|kv| kv.key.clone());
-        out.extend(page.kvs);
-        if !more || start_after.is_none() {
-            return Ok(out);
+        if !page.more || start_after.is_none() {
+            return Ok(());
         }
     }
 }
