@@ -43,7 +43,9 @@ struct Request {
 struct Inner {
     core: Arc<RwLock<Core>>,
     /// `None` for the inline (memory) writer.
-    queue: Option<std_mpsc::Sender<Request>>,
+    /// Shared only with the lease ticker, which holds it weakly: the writer
+    /// exits (and releases the file) once the last store handle is dropped.
+    queue: Option<Arc<std_mpsc::Sender<Request>>>,
     writer: Option<JoinHandle<()>>,
 }
 
@@ -80,7 +82,7 @@ impl Engine {
                     .name("jdos-store-writer".into())
                     .spawn(move || writer_loop(c, rx, p))
                     .map_err(|e| StoreError::Backend(format!("cannot start writer: {e}")))?;
-                (Some(tx), Some(handle))
+                (Some(Arc::new(tx)), Some(handle))
             }
         };
         let inner = Arc::new(Inner {
@@ -88,9 +90,12 @@ impl Engine {
             queue,
             writer,
         });
-        let weak = Arc::downgrade(&inner);
+        let ticker = Ticker {
+            core: Arc::downgrade(&inner.core),
+            queue: inner.queue.as_ref().map(Arc::downgrade),
+        };
         // Like `std::thread::spawn`, panics only if the OS cannot create a thread.
-        std::thread::spawn(move || lease_ticker(weak));
+        std::thread::spawn(move || ticker.run());
         Ok(Engine { inner })
     }
 
@@ -192,21 +197,33 @@ fn writer_loop(
     }
 }
 
-fn lease_ticker(weak: Weak<Inner>) {
-    loop {
-        std::thread::sleep(LEASE_TICK);
-        let Some(inner) = weak.upgrade() else {
-            return;
-        };
-        let expired = read(&inner.core).expired_leases(Instant::now());
-        for id in expired {
-            let req = WriteReq::LeaseExpire(id);
-            match &inner.queue {
-                None => {
-                    let _ = apply_inline(&inner.core, req);
-                }
-                Some(q) => {
-                    let _ = q.send(Request { req, reply: None });
+/// Revokes expired leases. Holds the engine only weakly and never blocks
+/// while holding it, so dropping the last store handle stops it.
+struct Ticker {
+    core: Weak<RwLock<Core>>,
+    queue: Option<Weak<std_mpsc::Sender<Request>>>,
+}
+
+impl Ticker {
+    fn run(self) {
+        loop {
+            std::thread::sleep(LEASE_TICK);
+            let Some(core) = self.core.upgrade() else {
+                return;
+            };
+            let expired = read(&core).expired_leases(Instant::now());
+            for id in expired {
+                let req = WriteReq::LeaseExpire(id);
+                match &self.queue {
+                    None => {
+                        let _ = apply_inline(&core, req);
+                    }
+                    Some(q) => {
+                        let Some(q) = q.upgrade() else {
+                            return;
+                        };
+                        let _ = q.send(Request { req, reply: None });
+                    }
                 }
             }
         }

@@ -120,3 +120,24 @@ async fn open_reports_unusable_path() {
         .expect("a directory is not a store file");
     assert!(matches!(err, StoreError::Backend(_)), "{err}");
 }
+
+/// Dropping the last handle releases the file at once, even while the lease
+/// ticker is busy expiring leases, so an immediate reopen succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_releases_the_file_immediately() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("s.redb");
+    for i in 0..30u64 {
+        let s = RedbStore::open(&path).expect("reopen right after drop");
+        assert_eq!(s.revision().await.expect("revision"), 2 * i);
+        let l = s
+            .lease_grant(Duration::from_millis(1))
+            .await
+            .expect("grant");
+        s.put("/k", b"v".to_vec(), Some(l)).await.expect("put");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        // Possibly expired by now (a delete at revision 2i + 2), possibly not.
+        let _ = s.delete("/k").await.expect("delete");
+        drop(s);
+    }
+}
