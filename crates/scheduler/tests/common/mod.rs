@@ -6,6 +6,7 @@ use jdos_types::group::Placement;
 use jdos_types::resources::GIB;
 use jdos_types::{BusinessLevel, GroupKey, Host, HostState, Labels, Network, Resources};
 
+/// A ready general-zone host.
 pub fn host(name: &str, dc: &str, sw: &str, rack: &str, cpu: u64, mem_gib: u64) -> Host {
     Host {
         name: name.into(),
@@ -45,6 +46,7 @@ pub fn estate(dc: &str, switches: usize, racks: usize, hosts: usize) -> Vec<Host
     v
 }
 
+/// A normal-level request with default placement.
 pub fn request(group: &str, dc: &str, replicas: u32, cpu: u64, mem_gib: u64) -> GroupRequest {
     GroupRequest {
         group: GroupKey::new(group, "production", "web"),
@@ -59,6 +61,7 @@ pub fn request(group: &str, dc: &str, replicas: u32, cpu: u64, mem_gib: u64) -> 
     }
 }
 
+/// A VLAN network trunked to `switches`.
 pub fn network(name: &str, zone: &str, switches: &[&str]) -> Network {
     Network {
         name: name.into(),
