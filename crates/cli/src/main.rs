@@ -2,6 +2,8 @@
 //! library crates; every sub-command lives in its own file under `cmd/`.
 
 mod cmd;
+mod config;
+mod output;
 
 use clap::{Parser, Subcommand};
 
@@ -20,6 +22,26 @@ pub struct Cli {
 /// Sub-commands. Each variant's handler lives in `cmd/<name>.rs`.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the API server on a persistent store.
+    Server(cmd::server::Args),
+    /// Run everything in one process with simulated hosts: the five-minute demo.
+    Dev(cmd::dev::Args),
+    /// Check a token against a server and save both to the config file.
+    Login(cmd::login::Args),
+    /// Show who the current token is.
+    Whoami(cmd::whoami::Args),
+    /// List objects: hosts, datacenters, apps, events, tokens.
+    Get(cmd::get::Args),
+    /// Show one object in detail.
+    Describe(cmd::describe::Args),
+    /// Stop placing new containers on a host.
+    Cordon(cmd::cordon::Args),
+    /// Make a cordoned host schedulable again.
+    Uncordon(cmd::cordon::Args),
+    /// Create an object (tokens).
+    Create(cmd::create::Args),
+    /// Measure the API under a steady load.
+    Bench(cmd::bench::Args),
     /// Print shell completions (bash, zsh, fish, …) to stdout.
     Completions(cmd::completions::Args),
     /// Replay a load trace under the HPA and the predictive autoscaler.
@@ -30,7 +52,20 @@ pub enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     cmd::init_tracing(&cli.global);
+    let g = &cli.global;
+    // Async commands run through `cmd::block_on`; `main` stays synchronous so
+    // a sub-command may also build its own runtime.
     let result = match cli.command {
+        Command::Server(a) => cmd::block_on(cmd::server::run(a, g)),
+        Command::Dev(a) => cmd::block_on(cmd::dev::run(a, g)),
+        Command::Login(a) => cmd::block_on(cmd::login::run(a, g)),
+        Command::Whoami(a) => cmd::block_on(cmd::whoami::run(a, g)),
+        Command::Get(a) => cmd::block_on(cmd::get::run(a, g)),
+        Command::Describe(a) => cmd::block_on(cmd::describe::run(a, g)),
+        Command::Cordon(a) => cmd::block_on(cmd::cordon::run(a, g, true)),
+        Command::Uncordon(a) => cmd::block_on(cmd::cordon::run(a, g, false)),
+        Command::Create(a) => cmd::block_on(cmd::create::run(a, g)),
+        Command::Bench(a) => cmd::block_on(cmd::bench::run(a, g)),
         Command::Completions(a) => cmd::completions::run(a),
         Command::AutoscaleSim(a) => cmd::autoscale_sim::run(a),
     };
@@ -41,5 +76,16 @@ fn main() -> std::process::ExitCode {
             eprintln!("error: {}", cmd::render_error(&e));
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn flags_are_consistent() {
+        // Catches duplicate flags (e.g. a sub-command redefining the global `-o`).
+        super::Cli::command().debug_assert();
     }
 }

@@ -86,10 +86,8 @@ pub fn render_api_error(e: &ApiError) -> String {
     if s.is_empty() {
         s = e.code.clone();
     }
-    if let Some(field) = &e.field {
-        s.push_str(&format!(" (field: {field})"));
-    }
-    // Validation errors list every field; the message names the first.
+    // Validation errors list every field; the message names the first and
+    // says "(and N more)": name the others instead.
     let more: Vec<String> = e
         .details
         .iter()
@@ -97,13 +95,26 @@ pub fn render_api_error(e: &ApiError) -> String {
         .map(|d| format!("{}: {}", d.field, d.message))
         .collect();
     if !more.is_empty() {
+        if let Some(i) = s.rfind(" (and ") {
+            if s.ends_with(" more)") {
+                s.truncate(i);
+            }
+        }
+    }
+    if let Some(field) = &e.field {
+        s.push_str(&format!(" (field: {field})"));
+    }
+    if !more.is_empty() {
         s.push_str(&format!("; also {}", more.join("; ")));
     }
+    let says_what_to_do = s.contains(" ask ") || s.contains("--token");
     match e.code.as_str() {
-        "unauthorized" => s.push_str(
+        "unauthorized" if !says_what_to_do => s.push_str(
             " — pass a valid token with --token / JDOS_TOKEN or run `jdos login --addr ADDR --token TOKEN`",
         ),
-        "forbidden" => s.push_str(" — this token's role does not allow it; ask an admin"),
+        "forbidden" if !says_what_to_do => {
+            s.push_str(" — this token's role does not allow it; ask an admin")
+        }
         _ => {}
     }
     s
@@ -163,10 +174,11 @@ mod tests {
 
     #[test]
     fn api_errors_render_message_and_field() {
-        let e = ApiError::new("validation_failed", "name: must not be empty").with_field("name");
+        let e = ApiError::new("validation_failed", "name: must not be empty (and 1 more)")
+            .with_field("name");
         assert_eq!(
             render_api_error(&e),
-            "name: must not be empty (field: name)"
+            "name: must not be empty (and 1 more) (field: name)"
         );
         let mut v = e.clone();
         v.details = vec![
@@ -187,6 +199,8 @@ mod tests {
         );
         let f = ApiError::new("forbidden", "developers cannot cordon hosts");
         assert!(render_api_error(&f).contains("ask an admin"));
+        let f = ApiError::new("forbidden", "no: ask an operator");
+        assert_eq!(render_api_error(&f), "no: ask an operator");
     }
 
     #[test]

@@ -1,0 +1,173 @@
+//! `jdos dev`: the server plus a simulated topology in one process, on an
+//! embedded store in a temporary directory (or `--data-dir`). It prints the
+//! address and token, writes the config file so the next commands just work,
+//! and stops cleanly on Ctrl-C / SIGTERM.
+//!
+//! The printed `address: …` and `token: …` lines are a stable interface:
+//! scripts and the end-to-end test read them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use super::GlobalOpts;
+use crate::config;
+
+/// Arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    #[arg(long, default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+    /// Keep the store here (kept after exit) instead of a temporary directory.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Simulated datacenters.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub datacenters: u32,
+    /// Switches per datacenter.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub switches: u32,
+    /// Racks per switch.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub racks: u32,
+    /// Hosts per rack.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub hosts: u32,
+    /// Do not write the config file (by default `jdos dev` points the CLI at itself).
+    #[arg(long)]
+    pub no_config: bool,
+}
+
+/// Starts everything and serves until Ctrl-C or SIGTERM.
+pub async fn run(a: Args, _g: &GlobalOpts) -> anyhow::Result<()> {
+    // The temp dir lives until we return, then it is removed.
+    let (data_dir, _tmp) = match &a.data_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)
+                .with_context(|| format!("cannot create data dir {}", d.display()))?;
+            (d.clone(), None)
+        }
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("jdos-dev-")
+                .tempdir()
+                .context("cannot create a temporary data dir")?;
+            (t.path().to_path_buf(), Some(t))
+        }
+    };
+    let handle = jdos_server::start(server_config(a.listen, data_dir.clone(), None))
+        .await
+        .with_context(|| format!("cannot start the server on {}", a.listen))?;
+    let addr = format!("http://{}", handle.addr);
+    let topo = topology(&a);
+    let hosts: Vec<String> = jdos_server::dev::seed(handle.state(), &topo)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot register the simulated hosts: {}", e.body.message))?
+        .into_iter()
+        .map(|h| h.name)
+        .collect();
+
+    // The token: new on a first start; on a reused --data-dir, the one the
+    // server wrote there on its first start (it answers with it only once).
+    let token = match &handle.admin_token {
+        Some(t) => Some(t.clone()),
+        None => std::fs::read_to_string(data_dir.join(jdos_server::auth::ADMIN_TOKEN_FILE))
+            .ok()
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty()),
+    };
+    let cfg_path = config::path()?;
+    if !a.no_config {
+        config::save(
+            &cfg_path,
+            &config::Config {
+                addr: Some(addr.clone()),
+                token: token.clone(),
+            },
+        )?;
+    }
+
+    let total = topo.host_count();
+    let where_ = if a.data_dir.is_some() {
+        format!("{} (kept)", data_dir.display())
+    } else {
+        format!("{} (removed on exit)", data_dir.display())
+    };
+    println!("jdos dev is running: embedded store in {where_}");
+    println!(
+        "simulated hosts: {} datacenters x {} switches x {} racks x {} hosts = {total}",
+        a.datacenters, a.switches, a.racks, a.hosts
+    );
+    println!("address: {addr}");
+    match &token {
+        Some(t) => println!("token: {t}"),
+        None => println!(
+            "token: (not shown: {} is gone; pass the admin token with --token)",
+            jdos_server::auth::ADMIN_TOKEN_FILE
+        ),
+    }
+    if !a.no_config {
+        println!("config: {} (the next commands use it)", cfg_path.display());
+    }
+    let example = hosts.first().map(String::as_str).unwrap_or("HOST");
+    println!();
+    println!("Try:");
+    println!("  jdos get hosts");
+    println!("  jdos get datacenters");
+    println!("  jdos describe host {example}");
+    println!("  jdos cordon host {example}");
+    println!("  jdos get events");
+    println!("  jdos bench api --rate 500 --duration 10s");
+    println!();
+    println!("Press Ctrl-C to stop.");
+
+    wait_for_signal().await?;
+    eprintln!("stopping…");
+    handle.shutdown().await;
+    Ok(())
+}
+
+/// The simulated topology the flags ask for.
+fn topology(a: &Args) -> jdos_server::dev::DevTopology {
+    jdos_server::dev::DevTopology {
+        datacenters: a.datacenters,
+        switches_per_dc: a.switches,
+        racks_per_switch: a.racks,
+        hosts_per_rack: a.hosts,
+        ..Default::default()
+    }
+}
+
+/// Server configuration shared by `jdos server` and `jdos dev`.
+pub fn server_config(
+    listen: SocketAddr,
+    data_dir: PathBuf,
+    store_url: Option<String>,
+) -> jdos_server::ServerConfig {
+    jdos_server::ServerConfig {
+        store_url,
+        // We watch the signals ourselves, to say that we are stopping.
+        handle_signals: false,
+        ..jdos_server::ServerConfig::new(listen, data_dir)
+    }
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
+pub async fn wait_for_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("cannot watch Ctrl-C")?,
+            _ = term.recv() => {}
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.context("cannot watch Ctrl-C")
+    }
+}

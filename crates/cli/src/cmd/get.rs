@@ -1,0 +1,385 @@
+//! `jdos get hosts|datacenters|apps|events|tokens`.
+
+use jdos_client::{EventQuery, HostQuery};
+use jdos_types::topology::TopologyNode;
+use jdos_types::{App, Event, EventResult, Host, HostState, Token};
+
+use super::GlobalOpts;
+use crate::output::{age, bytes, cores, cores_number, now_ms, or_dash, percent, Table};
+
+/// Arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// What to list.
+    #[command(subcommand)]
+    pub what: What,
+}
+
+/// Lists `get` knows.
+#[derive(Debug, clap::Subcommand)]
+pub enum What {
+    /// Hosts with their place in the topology, state and capacity.
+    #[command(visible_alias = "host")]
+    Hosts(HostsArgs),
+    /// The topology tree (datacenter → switch → rack → host) with capacity and usage.
+    #[command(visible_aliases = ["datacenter", "dc"])]
+    Datacenters,
+    /// Apps (a developer token sees its own department's).
+    #[command(visible_alias = "app")]
+    Apps,
+    /// Events: every recorded action, oldest first.
+    #[command(visible_alias = "event")]
+    Events(EventsArgs),
+    /// API tokens (admin only; secrets are never shown).
+    #[command(visible_alias = "token")]
+    Tokens,
+}
+
+/// `get hosts` filters.
+#[derive(Debug, clap::Args)]
+pub struct HostsArgs {
+    /// Only this datacenter's hosts.
+    #[arg(long)]
+    pub datacenter: Option<String>,
+    /// Only hosts in this state.
+    #[arg(long, value_enum)]
+    pub state: Option<StateArg>,
+}
+
+/// Host states, as a command-line value.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum StateArg {
+    /// Heartbeating.
+    Ready,
+    /// Heartbeats missed.
+    Suspect,
+    /// Confirmed down.
+    Down,
+    /// Being drained.
+    Draining,
+    /// Hardware checks failed.
+    Degraded,
+}
+
+impl From<StateArg> for HostState {
+    fn from(s: StateArg) -> HostState {
+        match s {
+            StateArg::Ready => HostState::Ready,
+            StateArg::Suspect => HostState::Suspect,
+            StateArg::Down => HostState::Down,
+            StateArg::Draining => HostState::Draining,
+            StateArg::Degraded => HostState::Degraded,
+        }
+    }
+}
+
+/// `get events` filters.
+#[derive(Debug, clap::Args)]
+pub struct EventsArgs {
+    /// Only events of this app.
+    #[arg(long)]
+    pub app: Option<String>,
+    /// Only events on this kind of object (host, app, token, …).
+    #[arg(long = "kind")]
+    pub object_kind: Option<String>,
+    /// Only events on this object.
+    #[arg(long)]
+    pub object: Option<String>,
+    /// Only events newer than this, e.g. `10m`, `2h`.
+    #[arg(long, value_parser = super::parse_duration)]
+    pub since: Option<std::time::Duration>,
+    /// At most this many (the newest).
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+/// Lists the objects.
+pub async fn run(a: Args, g: &GlobalOpts) -> anyhow::Result<()> {
+    let client = super::client(g)?;
+    let now = now_ms();
+    match a.what {
+        What::Hosts(h) => {
+            let q = HostQuery {
+                datacenter: h.datacenter,
+                state: h.state.map(Into::into),
+                limit: Some(500),
+                continue_token: None,
+            };
+            let hosts = client.all_hosts(&q).await?;
+            super::print(g, &hosts, || render_hosts(&hosts, now))
+        }
+        What::Datacenters => {
+            let tree = client.datacenters().await?;
+            super::print(g, &tree, || render_tree(&tree))
+        }
+        What::Apps => {
+            let apps = client.all_apps().await?;
+            super::print(g, &apps, || render_apps(&apps, now))
+        }
+        What::Events(e) => {
+            let q = EventQuery {
+                app: e.app,
+                object_kind: e.object_kind,
+                object: e.object,
+                since_ms: e.since.map(|d| now.saturating_sub(d.as_millis() as u64)),
+                after_seq: None,
+                limit: Some(500),
+                continue_token: None,
+            };
+            let mut events = client.all_events(&q).await?;
+            if let Some(n) = e.limit {
+                let skip = events.len().saturating_sub(n);
+                events.drain(..skip);
+            }
+            super::print(g, &events, || render_events(&events, now))
+        }
+        What::Tokens => {
+            let tokens = client.all_tokens().await?;
+            super::print(g, &tokens, || render_tokens(&tokens, now))
+        }
+    }
+}
+
+fn empty(kind: &str) -> String {
+    format!("No {kind} found.\n")
+}
+
+/// `ready`, `ready,cordoned`, `down,cordoned` …
+pub fn host_status(h: &Host) -> String {
+    if h.cordoned {
+        format!("{},cordoned", h.state.as_str())
+    } else {
+        h.state.as_str().to_string()
+    }
+}
+
+/// The hosts table.
+pub fn render_hosts(hosts: &[Host], now: u64) -> String {
+    if hosts.is_empty() {
+        return empty("hosts");
+    }
+    let mut t = Table::new([
+        "NAME",
+        "DATACENTER",
+        "SWITCH",
+        "RACK",
+        "STATUS",
+        "CPU",
+        "MEMORY",
+        "ZONE",
+        "AGE",
+    ]);
+    for h in hosts {
+        t.row([
+            h.name.clone(),
+            h.datacenter.clone(),
+            h.switch.clone(),
+            h.rack.clone(),
+            host_status(h),
+            cores(h.capacity.cpu_millis),
+            bytes(h.capacity.memory_bytes),
+            h.resource_zone.clone(),
+            age(h.registered_at_ms, now),
+        ]);
+    }
+    t.render()
+}
+
+/// The topology as an indented tree, capacity and usage at every level.
+pub fn render_tree(roots: &[TopologyNode]) -> String {
+    if roots.is_empty() {
+        return empty("datacenters");
+    }
+    let mut t = Table::new([
+        "NAME",
+        "LEVEL",
+        "HOSTS",
+        "READY",
+        "CPU USED/TOTAL",
+        "MEMORY USED/TOTAL",
+        "CONTAINERS",
+    ]);
+    fn walk(t: &mut Table, n: &TopologyNode, depth: usize) {
+        t.row([
+            format!("{}{}", "  ".repeat(depth), n.name),
+            n.level.clone(),
+            n.hosts.to_string(),
+            n.ready_hosts.to_string(),
+            format!(
+                "{} / {} cores ({})",
+                cores_number(n.allocated.cpu_millis),
+                cores_number(n.capacity.cpu_millis),
+                percent(n.allocated.cpu_millis, n.capacity.cpu_millis)
+            ),
+            format!(
+                "{} / {} ({})",
+                bytes(n.allocated.memory_bytes),
+                bytes(n.capacity.memory_bytes),
+                percent(n.allocated.memory_bytes, n.capacity.memory_bytes)
+            ),
+            n.containers.to_string(),
+        ]);
+        for c in &n.children {
+            walk(t, c, depth + 1);
+        }
+    }
+    for r in roots {
+        walk(&mut t, r, 0);
+    }
+    t.render()
+}
+
+/// The apps table.
+pub fn render_apps(apps: &[App], now: u64) -> String {
+    if apps.is_empty() {
+        return empty("apps");
+    }
+    let mut t = Table::new(["NAME", "DEPARTMENT", "OWNER", "LEVEL", "AGE"]);
+    for a in apps {
+        t.row([
+            a.name.clone(),
+            a.department.clone(),
+            a.owner.clone(),
+            a.business_level.as_str().to_string(),
+            age(a.created_at_ms, now),
+        ]);
+    }
+    t.render()
+}
+
+/// The events table, oldest first like a log.
+pub fn render_events(events: &[Event], now: u64) -> String {
+    if events.is_empty() {
+        return empty("events");
+    }
+    let mut t = Table::new([
+        "SEQ", "AGE", "ACTOR", "ACTION", "OBJECT", "RESULT", "MESSAGE",
+    ]);
+    for e in events {
+        t.row([
+            e.seq.to_string(),
+            age(e.time_ms, now),
+            e.actor.clone(),
+            e.action.clone(),
+            format!("{}/{}", e.object_kind, e.object),
+            match e.result {
+                EventResult::Success => "success".to_string(),
+                EventResult::Failure => "FAILURE".to_string(),
+            },
+            or_dash(&e.message),
+        ]);
+    }
+    t.render()
+}
+
+/// The tokens table.
+pub fn render_tokens(tokens: &[Token], now: u64) -> String {
+    if tokens.is_empty() {
+        return empty("tokens");
+    }
+    let mut t = Table::new(["ID", "NAME", "ROLE", "DEPARTMENT", "AGE"]);
+    for k in tokens {
+        t.row([
+            k.id.clone(),
+            k.name.clone(),
+            k.role.to_string(),
+            or_dash(k.department.as_deref().unwrap_or("")),
+            age(k.created_at_ms, now),
+        ]);
+    }
+    t.render()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use jdos_types::resources::GIB;
+    use jdos_types::{Labels, Resources};
+
+    pub(crate) fn host(name: &str, cordoned: bool) -> Host {
+        Host {
+            name: name.into(),
+            datacenter: "dc-1".into(),
+            switch: "sw-1".into(),
+            rack: "rack-1".into(),
+            capacity: Resources::new(16_000, 64 * GIB),
+            resource_zone: "general".into(),
+            labels: Labels::new(),
+            state: HostState::Ready,
+            cordoned,
+            epoch: 0,
+            last_heartbeat_ms: 0,
+            registered_at_ms: 1_000,
+            driver: "simulated".into(),
+        }
+    }
+
+    #[test]
+    fn hosts_table_shows_cordon_and_human_units() {
+        let out = render_hosts(&[host("h-1", false), host("h-2", true)], 301_000);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("NAME"));
+        assert!(lines[1].contains("16 cores") && lines[1].contains("64 GiB"));
+        assert!(lines[1].contains(" ready ") && lines[1].ends_with("5m"));
+        assert!(lines[2].contains("ready,cordoned"));
+        // Columns line up: every STATUS cell starts where the header's does.
+        let col = lines[0].find("STATUS").unwrap();
+        assert!(lines[1][col..].starts_with("ready"));
+        assert!(lines[2][col..].starts_with("ready,cordoned"));
+        assert_eq!(render_hosts(&[], 0), "No hosts found.\n");
+    }
+
+    #[test]
+    fn datacenter_tree_is_indented_with_usage() {
+        let leaf = TopologyNode {
+            level: "host".into(),
+            name: "h-1".into(),
+            hosts: 1,
+            ready_hosts: 1,
+            capacity: Resources::new(16_000, 64 * GIB),
+            allocated: Resources::new(4_000, 16 * GIB),
+            containers: 2,
+            children: vec![],
+        };
+        let rack = TopologyNode {
+            level: "rack".into(),
+            name: "rack-1".into(),
+            children: vec![leaf.clone()],
+            ..leaf.clone()
+        };
+        let dc = TopologyNode {
+            level: "datacenter".into(),
+            name: "dc-1".into(),
+            children: vec![rack],
+            ..leaf
+        };
+        let out = render_tree(&[dc]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 4, "{out}");
+        assert!(lines[1].starts_with("dc-1 "));
+        assert!(lines[2].starts_with("  rack-1 "));
+        assert!(lines[3].starts_with("    h-1 "));
+        assert!(lines[3].contains("4 / 16 cores (25%)"), "{out}");
+        assert!(lines[3].contains("16 GiB / 64 GiB (25%)"), "{out}");
+    }
+
+    #[test]
+    fn events_table_marks_failures() {
+        let e = Event {
+            seq: 7,
+            time_ms: 0,
+            actor: "admin".into(),
+            action: "host.cordon".into(),
+            object_kind: "host".into(),
+            object: "h-1".into(),
+            app: None,
+            department: None,
+            result: EventResult::Failure,
+            message: String::new(),
+        };
+        let out = render_events(&[e], 10);
+        assert!(out.contains("host.cordon") && out.contains("host/h-1"));
+        assert!(out.contains("FAILURE"));
+    }
+}
