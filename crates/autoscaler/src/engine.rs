@@ -159,18 +159,37 @@ impl Autoscaler {
                     .map(|&(_, w)| w)
                     .max()
                     .unwrap_or(now_wanted);
+                // The HPA's tolerance band, applied to the forecast: within
+                // it, keep the current count (no flapping, same utilization
+                // band as the baseline).
+                let cap_now = f64::from(current.max(1));
+                let forecast_ratio = f.peak / (cap_now * target);
+                let upper_fits = f.upper <= cap_now * ceiling;
                 let mut note = String::new();
-                let desired = if wanted >= current {
-                    wanted
-                } else {
-                    // No faster than the HPA's scale-down rate policy.
-                    {
-                        let limit = self.hpa.scale_down_floor(now, current);
-                        if wanted < limit {
-                            note = format!("; scale-in limited to {limit} by the rate policy");
-                        }
-                        wanted.max(limit)
+                let desired = if now_wanted > current
+                    && (forecast_ratio > 1.0 + p.tolerance
+                        || !upper_fits
+                        || reactive > current
+                        || floor > current)
+                {
+                    now_wanted
+                } else if wanted < current
+                    && forecast_ratio < 1.0 - p.tolerance
+                    && reactive < current
+                {
+                    // Both the forecast and the observed load allow a scale-in;
+                    // no faster than the HPA's scale-down rate policy.
+                    let limit = self.hpa.scale_down_floor(now, current);
+                    if wanted < limit {
+                        note = format!("; scale-in limited to {limit} by the rate policy");
                     }
+                    wanted.max(limit)
+                } else {
+                    note = format!(
+                        "; forecast ratio {forecast_ratio:.2} within tolerance {:.2}, keep {current}",
+                        p.tolerance
+                    );
+                    current
                 };
                 (
                     desired,

@@ -11,6 +11,7 @@
 //!
 //! Models:
 //! * persistence: the last bucket;
+//! * recent peak: the highest bucket of the last horizon;
 //! * trend: the last bucket plus a Theil–Sen slope (robust to spikes);
 //! * seasonal (one per season, e.g. a day and a week): the value one period
 //!   ago, shifted by how much the recent level differs from the level one
@@ -52,7 +53,7 @@ impl Default for ForecastConfig {
             seasons_seconds: vec![86_400, 7 * 86_400],
             level_window: 10,
             trend_window: 15,
-            quantile: 0.9,
+            quantile: 0.99,
             residual_window: 360,
             error_halflife: 60.0,
             min_scored: 60,
@@ -66,6 +67,9 @@ impl Default for ForecastConfig {
 pub enum Model {
     /// The last value.
     Persistence,
+    /// The highest value of the last horizon (for noisy series the peak of
+    /// the next few minutes looks like the peak of the last few).
+    RecentPeak,
     /// The last value plus a robust linear trend.
     Trend,
     /// The value one season ago, level-corrected.
@@ -79,9 +83,13 @@ impl std::fmt::Display for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Model::Persistence => f.write_str("persistence"),
+            Model::RecentPeak => f.write_str("recent peak"),
             Model::Trend => f.write_str("trend"),
             Model::Seasonal { period_seconds } if period_seconds % 86_400 == 0 => {
                 write!(f, "seasonal {}d", period_seconds / 86_400)
+            }
+            Model::Seasonal { period_seconds } if period_seconds % 3600 == 0 => {
+                write!(f, "seasonal {}h", period_seconds / 3600)
             }
             Model::Seasonal { period_seconds } => write!(f, "seasonal {period_seconds}s"),
         }
@@ -160,7 +168,7 @@ impl Forecaster {
         let step = cfg.step_seconds.max(1);
         // The open bucket plus every bucket the horizon reaches into.
         let horizon_buckets = horizon_seconds.div_ceil(step) + 1;
-        let mut models = vec![Model::Persistence, Model::Trend];
+        let mut models = vec![Model::Persistence, Model::RecentPeak, Model::Trend];
         let mut longest = 0u64;
         for &p in &cfg.seasons_seconds {
             if p / step > horizon_buckets {
@@ -308,6 +316,13 @@ impl Forecaster {
         let y = self.get(last)?;
         match model {
             Model::Persistence => Some(y),
+            Model::RecentPeak => {
+                let mut peak = y;
+                for i in last.saturating_sub(k - 1)..last {
+                    peak = peak.max(self.get(i)?);
+                }
+                Some(peak)
+            }
             Model::Trend => {
                 let w = self.cfg.trend_window as u64;
                 let pts: Vec<(f64, f64)> = (last.checked_sub(w - 1)?..=last)
