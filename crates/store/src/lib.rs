@@ -376,7 +376,8 @@ pub struct WatchEvent {
 }
 
 /// A stream of watch events, in revision order, with no gaps and no
-/// duplicates. Events of one transaction arrive in one call's batch.
+/// duplicates. Each batch holds the events of exactly one revision (one
+/// transaction), in the order the transaction applied them.
 pub struct Watch {
     /// Receives batches of events; closed when the store drops the watch
     /// (e.g. the watcher fell too far behind: re-list and watch again).

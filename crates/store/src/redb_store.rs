@@ -211,15 +211,19 @@ impl Persist for RedbPersist {
             let mut hist = txn
                 .open_table(HISTORY)
                 .map_err(|e| backend("open history", e))?;
-            for effect in &plan.effects {
-                if let Effect::Commit { rev, events } = effect {
-                    hist.insert(*rev, encode_events(events).as_slice())
-                        .map_err(|e| backend("write history", e))?;
-                }
-            }
+            // Only the newest `disk_history` revisions are kept; a big batch
+            // skips writing the ones it would trim right away.
             let floor = plan
                 .compacted
                 .max(plan.revision.saturating_sub(self.disk_history) + 1);
+            for effect in &plan.effects {
+                if let Effect::Commit { rev, events } = effect {
+                    if *rev >= floor {
+                        hist.insert(*rev, encode_events(events).as_slice())
+                            .map_err(|e| backend("write history", e))?;
+                    }
+                }
+            }
             hist.retain_in(..floor, |_, _| false)
                 .map_err(|e| backend("trim history", e))?;
             let mut meta = txn.open_table(META).map_err(|e| backend("open meta", e))?;

@@ -141,3 +141,44 @@ async fn drop_releases_the_file_immediately() {
         drop(s);
     }
 }
+
+/// Only the newest `disk_history` revisions are kept on disk; older ones
+/// count as compacted after a restart.
+#[tokio::test]
+async fn disk_history_is_bounded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("h.redb");
+    let opts = jdos_store::StoreOptions {
+        disk_history: 5,
+        ..Default::default()
+    };
+    {
+        let s = RedbStore::open_with(&path, opts).expect("open");
+        // One big transaction, then single writes.
+        let mut txn = Txn::new();
+        for i in 0..3 {
+            txn = txn.and_then(TxnOp::put(format!("/h/{i}"), "x"));
+        }
+        s.txn(txn).await.expect("txn");
+        for i in 0..19u8 {
+            s.put("/h/n", vec![i], None).await.expect("put");
+        }
+        // In memory the whole history is still there.
+        assert!(s.watch("/h/", 1).await.is_ok());
+    }
+    let s = RedbStore::open_with(&path, opts).expect("reopen");
+    assert_eq!(s.revision().await.expect("revision"), 20);
+    assert!(matches!(
+        s.watch("/h/", 15).await,
+        Err(StoreError::Compacted {
+            requested: 15,
+            compacted: 16
+        })
+    ));
+    let mut w = s.watch("/h/", 16).await.expect("watch");
+    for rev in 16..=20 {
+        let b = w.next().await.expect("batch").expect("ok");
+        assert_eq!(b[0].kv.mod_revision, rev);
+        assert_eq!(b[0].kv.value, vec![(rev - 2) as u8]);
+    }
+}
