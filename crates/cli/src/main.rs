@@ -47,6 +47,9 @@ pub enum Command {
     /// Replay a load trace under the HPA and the predictive autoscaler.
     #[command(name = "autoscale-sim")]
     AutoscaleSim(cmd::autoscale_sim::Args),
+    /// Place a generated workload on thousands of simulated hosts with the
+    /// real scheduler and store commit, and check the result.
+    Sim(cmd::sim::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -68,6 +71,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(a) => cmd::block_on(cmd::bench::run(a, g)),
         Command::Completions(a) => cmd::completions::run(a),
         Command::AutoscaleSim(a) => cmd::autoscale_sim::run(a),
+        Command::Sim(a) => cmd::sim::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

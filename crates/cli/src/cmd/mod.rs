@@ -10,6 +10,7 @@ pub mod dev;
 pub mod get;
 pub mod login;
 pub mod server;
+pub mod sim;
 pub mod whoami;
 
 use std::time::Duration;

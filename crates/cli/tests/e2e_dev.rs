@@ -1,0 +1,347 @@
+//! End to end: start the real `jdos` binary as `jdos dev`, then drive it with
+//! the CLI as a person would, from outside the process.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const JDOS: &str = env!("CARGO_BIN_EXE_jdos");
+
+/// A running `jdos dev`, killed when dropped so no test leaves it behind.
+struct Dev {
+    child: Child,
+    addr: String,
+    token: String,
+    config: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Dev {
+    fn start() -> Dev {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.json");
+        let mut child = Command::new(JDOS)
+            .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .env("JDOS_CONFIG", &config)
+            .env_remove("JDOS_ADDR")
+            .env_remove("JDOS_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn jdos dev");
+        // Read the banner on a thread so a silent child cannot hang the test.
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut dev = Dev {
+            child,
+            addr: String::new(),
+            token: String::new(),
+            config,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut banner = Vec::new();
+        while dev.addr.is_empty() || dev.token.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("jdos dev printed no address/token; got {banner:?}"));
+            if let Some(a) = line.strip_prefix("address: ") {
+                dev.addr = a.trim().to_string();
+            }
+            if let Some(t) = line.strip_prefix("token: ") {
+                dev.token = t.trim().to_string();
+            }
+            banner.push(line);
+        }
+        assert!(dev.addr.starts_with("http://127.0.0.1:"), "{}", dev.addr);
+        assert!(dev.token.contains('.'), "{}", dev.token);
+        dev
+    }
+
+    /// Runs `jdos ARGS` with the config file `jdos dev` wrote (no flags).
+    fn jdos(&self, args: &[&str]) -> Run {
+        run_with_config(&self.config, args)
+    }
+
+    /// Stops it with SIGTERM, as a service manager would, and waits.
+    fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(ok.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "jdos dev did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// What one CLI run printed.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn ok(self) -> String {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "stdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
+        self.stdout
+    }
+
+    /// Asserts a failure a person can act on: exit 1, one `error: …` line,
+    /// no panic, no backtrace, no raw JSON.
+    fn fails(self) -> String {
+        assert_eq!(self.code, Some(1), "stdout: {}", self.stdout);
+        let err = self.stderr.trim();
+        assert!(err.starts_with("error: "), "{err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        for bad in ["panicked", "RUST_BACKTRACE", "{\"", "\"code\""] {
+            assert!(!err.contains(bad), "{bad} in {err}");
+        }
+        err.to_string()
+    }
+}
+
+fn run_with_config(config: &Path, args: &[&str]) -> Run {
+    let out: Output = Command::new(JDOS)
+        .args(args)
+        .env("JDOS_CONFIG", config)
+        .env_remove("JDOS_ADDR")
+        .env_remove("JDOS_TOKEN")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run jdos");
+    Run {
+        code: out.status.code(),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+/// The row of `get hosts` for `name`.
+fn host_row(table: &str, name: &str) -> String {
+    table
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .unwrap_or_else(|| panic!("{name} not in\n{table}"))
+        .to_string()
+}
+
+#[test]
+fn dev_mode_driven_by_the_cli() {
+    let dev = Dev::start();
+
+    // The config file `jdos dev` wrote is enough: no flags needed.
+    let who = dev.jdos(&["whoami"]).ok();
+    assert!(who.contains("role:        admin"), "{who}");
+
+    // 16 hosts by default (2 dc × 2 switches × 2 racks × 2 hosts).
+    let table = dev.jdos(&["get", "hosts"]).ok();
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("NAME") && lines[0].contains("STATUS"));
+    assert_eq!(lines.len(), 1 + 16, "{table}");
+    assert!(lines[1].contains("16 cores") && lines[1].contains("64 GiB"));
+
+    let json: serde_json::Value =
+        serde_json::from_str(&dev.jdos(&["get", "hosts", "-o", "json"]).ok()).unwrap();
+    let hosts = json.as_array().expect("a JSON array of hosts");
+    assert_eq!(hosts.len(), 16);
+    let name = hosts[0]["name"].as_str().unwrap().to_string();
+    assert_eq!(hosts[0]["cordoned"], false);
+    let yaml = dev.jdos(&["get", "hosts", "-o", "yaml"]).ok();
+    assert!(yaml.contains(&format!("name: {name}")), "{yaml}");
+
+    let described = dev.jdos(&["describe", "host", &name]).ok();
+    let flat = described.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(flat.contains(&format!("Name: {name}")), "{described}");
+    assert!(flat.contains("Schedulable: yes"), "{described}");
+    assert!(flat.contains("CPU: 16 cores"), "{described}");
+
+    // Cordon shows in the list, in JSON and in describe; uncordon undoes it.
+    let out = dev.jdos(&["cordon", "host", &name]).ok();
+    assert_eq!(out.trim(), format!("host/{name} cordoned"));
+    let table = dev.jdos(&["get", "hosts"]).ok();
+    assert!(
+        host_row(&table, &name).contains("ready,cordoned"),
+        "{table}"
+    );
+    assert_eq!(
+        table.matches("cordoned").count(),
+        1,
+        "only {name} is cordoned"
+    );
+    let d = dev.jdos(&["describe", "host", &name]).ok();
+    assert!(d.contains("no (cordoned)"), "{d}");
+    let out = dev.jdos(&["uncordon", "host", &name]).ok();
+    assert_eq!(out.trim(), format!("host/{name} uncordoned"));
+    let table = dev.jdos(&["get", "hosts"]).ok();
+    assert!(!host_row(&table, &name).contains("cordoned"), "{table}");
+
+    // The topology tree: datacenters at the left, hosts indented below.
+    let tree = dev.jdos(&["get", "datacenters"]).ok();
+    let dcs: Vec<&str> = tree
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with(' '))
+        .collect();
+    assert_eq!(dcs.len(), 2, "{tree}");
+    assert!(
+        dcs[0].contains("datacenter") && dcs[0].contains("/ 128 cores"),
+        "{tree}"
+    );
+    assert_eq!(
+        tree.lines().filter(|l| l.contains(" host ")).count(),
+        16,
+        "{tree}"
+    );
+    let host_line = tree
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{name} ")))
+        .unwrap();
+    assert!(
+        host_line.starts_with("      "),
+        "hosts are 3 levels deep: {tree}"
+    );
+
+    // A developer token cannot cordon a host: a clear error, exit 1, no change.
+    let created: serde_json::Value = serde_json::from_str(
+        &dev.jdos(&[
+            "create",
+            "token",
+            "--name",
+            "dev1",
+            "--role",
+            "developer",
+            "--department",
+            "shop",
+            "-o",
+            "json",
+        ])
+        .ok(),
+    )
+    .unwrap();
+    let dev_token = created["token"].as_str().unwrap().to_string();
+    let err = dev
+        .jdos(&["--token", &dev_token, "cordon", "host", &name])
+        .fails();
+    assert!(err.to_lowercase().contains("developer"), "{err}");
+    let table = dev.jdos(&["get", "hosts"]).ok();
+    assert!(!host_row(&table, &name).contains("cordoned"), "{table}");
+
+    // `jdos login` checks the token and saves it to its config file.
+    let other = dev._dir.path().join("other.json");
+    let out = run_with_config(
+        &other,
+        &["login", "--addr", &dev.addr, "--token", &dev_token],
+    )
+    .ok();
+    assert!(out.contains("as dev1 (developer)"), "{out}");
+    let who = run_with_config(&other, &["whoami", "-o", "json"]).ok();
+    let who: serde_json::Value = serde_json::from_str(&who).unwrap();
+    assert_eq!(who["role"], "developer");
+    let err = run_with_config(
+        &other,
+        &["login", "--addr", &dev.addr, "--token", "nope.nope"],
+    )
+    .fails();
+    assert!(err.contains("token"), "{err}");
+
+    // Bad input gives a human error naming the field, and nothing is created.
+    let err = dev
+        .jdos(&["create", "token", "--name", "Bad Name", "--role", "ops"])
+        .fails();
+    assert!(err.contains("(field: name)"), "{err}");
+    let tokens = dev.jdos(&["get", "tokens"]).ok();
+    assert_eq!(
+        tokens.lines().count(),
+        1 + 2,
+        "admin and dev1 only: {tokens}"
+    );
+    let err = dev.jdos(&["describe", "host", "no-such-host"]).fails();
+    assert!(err.contains("not found"), "{err}");
+
+    // The events list shows the cordon, who did it and on what.
+    let events = dev.jdos(&["get", "events"]).ok();
+    let cordon = events
+        .lines()
+        .find(|l| l.contains("host.cordon"))
+        .unwrap_or_else(|| panic!("no host.cordon in\n{events}"));
+    assert!(cordon.contains(&format!("host/{name}")), "{cordon}");
+    assert!(cordon.contains("admin"), "{cordon}");
+    let filtered: serde_json::Value = serde_json::from_str(
+        &dev.jdos(&[
+            "get", "events", "--kind", "host", "--object", &name, "-o", "json",
+        ])
+        .ok(),
+    )
+    .unwrap();
+    let actions: Vec<&str> = filtered
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for want in ["host.register", "host.cordon", "host.uncordon"] {
+        assert!(actions.contains(&want), "{want} not in {actions:?}");
+    }
+
+    // Ctrl-C / SIGTERM stops it cleanly.
+    let status = dev.stop();
+    assert!(status.success(), "jdos dev exited with {status}");
+}
+
+#[test]
+fn no_server_means_a_hint_not_a_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let err = run_with_config(
+        &dir.path().join("config.json"),
+        &["--addr", &addr, "get", "hosts"],
+    )
+    .fails();
+    assert!(err.contains("jdos dev"), "{err}");
+    assert!(err.contains(&addr), "{err}");
+}
