@@ -985,6 +985,60 @@ mod tests {
     }
 
     #[test]
+    fn spec_for_a_placed_container_record() {
+        let net = Network {
+            name: "n1".into(),
+            vlan: 7,
+            subnet: "10.213.1.0/24".parse().unwrap(),
+            gateway: "10.213.1.1".parse().unwrap(),
+            reserved: vec![],
+            zone: "default".into(),
+            switches: vec![],
+            quarantine_secs: 300,
+        };
+        let mut c = Container {
+            id: "shop/prod/web/3".parse().unwrap(),
+            datacenter: "dc1".into(),
+            host: Some("h9".into()),
+            host_epoch: 4,
+            network: Some("n1".into()),
+            ip: Some("10.213.1.20".parse().unwrap()),
+            image: "jdos-busybox:latest".into(),
+            resources: Resources::new(500, 64 * MIB),
+            desired: Default::default(),
+            phase: Default::default(),
+            restarts: 0,
+            message: String::new(),
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        };
+        let t = jdos_types::group::ContainerTemplate {
+            image: "ignored:1".into(),
+            command: vec!["httpd".into()],
+            ports: vec![80],
+            ..Default::default()
+        };
+        let r = NetworkRealization::bridge();
+        let s = ContainerSpec::for_container(&c, &t, Some((&net, &r))).unwrap();
+        s.validate().unwrap();
+        assert_eq!(
+            (s.host.as_str(), s.epoch, s.ports.as_slice()),
+            ("h9", 4, &[80u16][..])
+        );
+        let a = s.network.unwrap();
+        assert_eq!(
+            (a.docker_network.as_str(), a.ipv4),
+            ("jdos-n1", c.ip.unwrap())
+        );
+        assert!(
+            ContainerSpec::for_container(&c, &t, None).is_err(),
+            "ip without network"
+        );
+        c.host = None;
+        assert!(ContainerSpec::for_container(&c, &t, Some((&net, &r))).is_err());
+    }
+
+    #[test]
     fn block_volume_names_belong_to_the_identity() {
         let v = BlockVolume {
             name: "db".into(),
