@@ -19,6 +19,7 @@ pub mod events;
 pub mod hosts;
 pub mod list;
 pub mod meta;
+pub mod networks;
 pub mod schemas;
 pub mod tokens;
 pub mod topology;
@@ -37,7 +38,7 @@ pub fn routes() -> Vec<Route> {
         .chain(topology::routes())
         .chain(apps::routes())
         .chain(events::routes())
-        // ipam: .chain(networks::routes())
+        .chain(networks::routes())
         .collect()
 }
 
