@@ -1,0 +1,261 @@
+//! Authentication and role scoping.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::{api, app_body};
+use serde_json::json;
+
+#[tokio::test]
+async fn missing_malformed_and_unknown_tokens_are_401_json() {
+    let a = api().await;
+    let r = a.raw("GET", "/api/v1/hosts", None, None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json()["code"], "unauthorized");
+    for bad in [
+        "garbage",
+        "abc.def",
+        "0123456789abcdef.00",
+        &format!("{}x", a.admin),
+    ] {
+        let r = a.raw("GET", "/api/v1/whoami", Some(bad), None).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{bad}");
+        assert_eq!(r.json()["code"], "unauthorized");
+    }
+    let r = a.get("/api/v1/whoami", &a.admin).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["role"], "admin");
+    // Public endpoints need no token.
+    assert_eq!(a.raw("GET", "/healthz", None, None).await.text, "ok");
+    assert_eq!(
+        a.raw("GET", "/api/v1/openapi.json", None, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn roles_are_enforced_per_resource() {
+    let a = api().await;
+    let ops = a.token("oscar", "ops", None).await;
+    let dev = a.token("dora", "developer", Some("retail")).await;
+    assert_eq!(
+        a.get("/api/v1/whoami", &dev).await.json()["department"],
+        "retail"
+    );
+
+    // Tokens: admin only.
+    for t in [&ops, &dev] {
+        let r = a
+            .post("/api/v1/tokens", t, json!({"name": "x", "role": "admin"}))
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+        assert_eq!(r.json()["code"], "forbidden");
+        assert_eq!(
+            a.get("/api/v1/tokens", t).await.status,
+            StatusCode::FORBIDDEN
+        );
+    }
+    // Hosts: admin and ops write, developers may not.
+    assert_eq!(
+        a.register(&ops, "h1", "dc1", "s1", "r1").await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        a.register(&dev, "h2", "dc1", "s1", "r1").await.status,
+        StatusCode::FORBIDDEN
+    );
+    for (m, p) in [
+        ("POST", "/api/v1/hosts/h1/cordon"),
+        ("POST", "/api/v1/hosts/h1/uncordon"),
+        ("DELETE", "/api/v1/hosts/h1"),
+    ] {
+        assert_eq!(
+            a.call(m, p, &dev, None).await.status,
+            StatusCode::FORBIDDEN,
+            "{m} {p}"
+        );
+    }
+    let r = a
+        .call(
+            "PATCH",
+            "/api/v1/hosts/h1",
+            &dev,
+            Some(json!({"labels": {}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // Reading the infrastructure is allowed to every role.
+    assert_eq!(a.get("/api/v1/hosts/h1", &dev).await.status, StatusCode::OK);
+    assert_eq!(
+        a.call("POST", "/api/v1/hosts/h1/cordon", &ops, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn developers_see_and_change_only_their_department() {
+    let a = api().await;
+    let retail = a.token("dora", "developer", Some("retail")).await;
+    let finance = a.token("fred", "developer", Some("finance")).await;
+    assert_eq!(
+        a.post("/api/v1/apps", &retail, app_body("shop", "retail"))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        a.post("/api/v1/apps", &finance, app_body("ledger", "finance"))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        a.post("/api/v1/apps", &a.admin, app_body("search", "retail"))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    // Creating in another department is forbidden.
+    let r = a
+        .post("/api/v1/apps", &retail, app_body("pay", "finance"))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+
+    let names = |v: serde_json::Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        names(a.get("/api/v1/apps", &retail).await.json()),
+        ["search", "shop"]
+    );
+    assert_eq!(
+        names(a.get("/api/v1/apps", &finance).await.json()),
+        ["ledger"]
+    );
+    assert_eq!(
+        names(a.get("/api/v1/apps", &a.admin).await.json()),
+        ["ledger", "search", "shop"]
+    );
+
+    assert_eq!(
+        a.get("/api/v1/apps/ledger", &retail).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        a.get("/api/v1/apps/shop", &retail).await.status,
+        StatusCode::OK
+    );
+    let r = a
+        .call(
+            "PUT",
+            "/api/v1/apps/ledger",
+            &retail,
+            Some(app_body("ledger", "retail")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // Moving one's own app to another department is forbidden too.
+    let r = a
+        .call(
+            "PUT",
+            "/api/v1/apps/shop",
+            &retail,
+            Some(app_body("shop", "finance")),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        a.call("DELETE", "/api/v1/apps/ledger", &retail, None)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        a.get("/api/v1/apps/ledger", &a.admin).await.status,
+        StatusCode::OK
+    );
+
+    // Events: a developer sees its department's only.
+    let seen = a.events(&retail, "").await;
+    assert!(!seen.is_empty());
+    assert!(seen.iter().all(|e| e["department"] == "retail"), "{seen:?}");
+    assert!(seen.iter().any(|e| e["object"] == "search"));
+    // Its own refused attempts on ledger are its events; ledger's own are not.
+    assert!(!seen
+        .iter()
+        .any(|e| e["object"] == "ledger" && e["result"] == "success"));
+    assert!(seen
+        .iter()
+        .any(|e| e["object"] == "ledger" && e["result"] == "failure" && e["actor"] == "dora"));
+    let all = a.events(&a.admin, "").await;
+    assert!(all.iter().any(|e| e["object"] == "ledger"));
+}
+
+#[tokio::test]
+async fn revoked_tokens_stop_working_and_the_last_admin_stays() {
+    let a = api().await;
+    let r = a
+        .post(
+            "/api/v1/tokens",
+            &a.admin,
+            json!({"name": "tmp", "role": "ops"}),
+        )
+        .await;
+    let created = r.json();
+    let (id, tok) = (
+        created["id"].as_str().unwrap(),
+        created["token"].as_str().unwrap(),
+    );
+    assert_eq!(a.get("/api/v1/whoami", tok).await.status, StatusCode::OK);
+    let listed = a.get("/api/v1/tokens", &a.admin).await.json();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 2);
+    assert!(listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["secret_sha256"] == ""));
+    assert_eq!(
+        a.call("DELETE", &format!("/api/v1/tokens/{id}"), &a.admin, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        a.get("/api/v1/whoami", tok).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let admin_id = a.admin.split('.').next().unwrap();
+    let r = a
+        .call(
+            "DELETE",
+            &format!("/api/v1/tokens/{admin_id}"),
+            &a.admin,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_eq!(
+        a.get("/api/v1/whoami", &a.admin).await.status,
+        StatusCode::OK
+    );
+    // A developer token needs a department.
+    let r = a
+        .post(
+            "/api/v1/tokens",
+            &a.admin,
+            json!({"name": "d", "role": "developer"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json()["field"], "department");
+}
