@@ -599,6 +599,21 @@ async fn ensure_network_is_idempotent_and_never_changes_a_conflicting_one() -> R
         "{err}"
     );
 
+    // Two agents (separate drivers) realizing one network at once: both
+    // succeed, one creates, one reuses, and the engine holds one network.
+    d.remove_network(&net.name, &r).await?;
+    let d2 = driver(&mut cleanup, None).await?;
+    let (a, b) = tokio::join!(d.ensure_network(&net, &r), d2.ensure_network(&net, &r));
+    let (a, b) = (a?, b?);
+    assert_eq!(a.id, b.id);
+    assert!(a.created ^ b.created, "{a:?} {b:?}");
+    assert_eq!(
+        docker(&["network", "ls", "-q", "--filter", "name=^jdos-rt14$"])
+            .lines()
+            .count(),
+        1
+    );
+
     // In use: cannot be removed; idle: removed; absent: fine.
     let s = spec(x, 0, "h1", &net);
     d.create(&s).await?;

@@ -31,6 +31,10 @@ use crate::status::{ContainerHandle, ContainerStats, ContainerStatus, DestroyOpt
 use crate::storage::{self, TierRoots};
 use crate::DriverError;
 
+/// Tries of `ensure_network` against concurrent creators (50, 100, 200 ms
+/// apart).
+const ENSURE_NETWORK_ATTEMPTS: u32 = 4;
+
 /// Most bytes of each of stdout and stderr an exec keeps.
 pub const EXEC_OUTPUT_CAP: usize = 64 * 1024;
 
@@ -263,7 +267,7 @@ impl Driver for DockerDriver {
         network.validate()?;
         let want = realization.desired(network);
         let _guard = self.network_lock.lock().await;
-        for attempt in 0..2 {
+        for attempt in 0..ENSURE_NETWORK_ATTEMPTS {
             if let Some(existing) = self.find_network(&want.name).await? {
                 let observed = convert::observed_network(&existing);
                 let diff = want.differences(&observed);
@@ -310,7 +314,7 @@ impl Driver for DockerDriver {
             };
             match self.docker.create_network(request).await {
                 Ok(created) => {
-                    if !created.warning.is_empty() && attempt == 0 {
+                    if !created.warning.is_empty() && attempt + 1 < ENSURE_NETWORK_ATTEMPTS {
                         // Another process created the same name meanwhile
                         // (old engines allow duplicates): undo ours, re-check.
                         warn!(warning = %created.warning, "duplicate docker network created; removing ours");
@@ -325,15 +329,21 @@ impl Driver for DockerDriver {
                     });
                 }
                 Err(e) => {
+                    if attempt + 1 < ENSURE_NETWORK_ATTEMPTS {
+                        // Another agent on this engine may be creating the
+                        // same network right now (its subnet then "overlaps"
+                        // ours before its name is visible): look again
+                        // shortly before judging.
+                        debug!(error = %e, "create network failed; re-checking");
+                        tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                        continue;
+                    }
                     let msg = e.to_string();
                     if msg.contains("overlaps") {
                         return Err(DriverError::Conflict(format!(
                             "subnet {} of jdos network {} overlaps another docker network on this host ({msg}): remove that network or change the subnet",
                             want.subnet, network.name
                         )));
-                    }
-                    if attempt == 0 && status_of(&e) == Some(409) {
-                        continue; // created concurrently: re-check it
                     }
                     return Err(map_err("create network", e));
                 }
