@@ -44,6 +44,8 @@ pub enum Command {
     Bench(cmd::bench::Args),
     /// Print shell completions (bash, zsh, fish, …) to stdout.
     Completions(cmd::completions::Args),
+    /// VLAN networks and their addresses: create, get, describe, ips, delete.
+    Net(cmd::net::Args),
     /// Replay a load trace under the HPA and the predictive autoscaler.
     #[command(name = "autoscale-sim")]
     AutoscaleSim(cmd::autoscale_sim::Args),
@@ -70,6 +72,7 @@ fn main() -> std::process::ExitCode {
         Command::Create(a) => cmd::block_on(cmd::create::run(a, g)),
         Command::Bench(a) => cmd::block_on(cmd::bench::run(a, g)),
         Command::Completions(a) => cmd::completions::run(a),
+        Command::Net(a) => cmd::block_on(cmd::net::run(a, g)),
         Command::AutoscaleSim(a) => cmd::autoscale_sim::run(a),
         Command::Sim(a) => cmd::sim::run(a),
     };

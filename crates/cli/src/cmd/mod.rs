@@ -9,6 +9,7 @@ pub mod describe;
 pub mod dev;
 pub mod get;
 pub mod login;
+pub mod net;
 pub mod server;
 pub mod sim;
 pub mod whoami;

@@ -73,9 +73,9 @@ pub struct CreateArgs {
 fn parse_range(s: &str) -> Result<IpRange, String> {
     let (a, b) = s.split_once('-').unwrap_or((s, s));
     let parse = |x: &str| {
-        x.trim()
-            .parse::<Ipv4Addr>()
-            .map_err(|_| format!("{x:?} is not an IPv4 address (expected A-B, e.g. 10.0.0.2-10.0.0.9)"))
+        x.trim().parse::<Ipv4Addr>().map_err(|_| {
+            format!("{x:?} is not an IPv4 address (expected A-B, e.g. 10.0.0.2-10.0.0.9)")
+        })
     };
     let r = IpRange {
         start: parse(a)?,
@@ -119,14 +119,13 @@ pub async fn run(a: Args, g: &GlobalOpts) -> anyhow::Result<()> {
 }
 
 async fn create(c: CreateArgs, g: &GlobalOpts) -> anyhow::Result<()> {
-    let gateway = match c.gateway {
-        Some(gw) => gw,
-        None => c
-            .subnet
-            .hosts()
-            .next()
-            .with_context(|| format!("subnet {} has no host address for a gateway", c.subnet))?,
-    };
+    let gateway =
+        match c.gateway {
+            Some(gw) => gw,
+            None => c.subnet.hosts().next().with_context(|| {
+                format!("subnet {} has no host address for a gateway", c.subnet)
+            })?,
+        };
     let net = Network {
         name: c.name,
         vlan: c.vlan,
@@ -180,7 +179,9 @@ fn ranges(r: &[IpRange]) -> String {
 }
 
 fn render_list(nets: &[Network]) -> String {
-    let mut t = Table::new(["NAME", "VLAN", "SUBNET", "GATEWAY", "ZONE", "SWITCHES", "RESERVED"]);
+    let mut t = Table::new([
+        "NAME", "VLAN", "SUBNET", "GATEWAY", "ZONE", "SWITCHES", "RESERVED",
+    ]);
     for n in nets {
         t.row([
             n.name.clone(),
@@ -196,7 +197,7 @@ fn render_list(nets: &[Network]) -> String {
             ranges(&n.reserved),
         ]);
     }
-    if t.is_empty() {
+    if nets.is_empty() {
         return "no networks\n".into();
     }
     t.render()
@@ -243,7 +244,7 @@ fn render_ips(ips: &[IpAssignment]) -> String {
             a.since_ms.to_string(),
         ]);
     }
-    if t.is_empty() {
+    if ips.is_empty() {
         return "no addresses assigned\n".into();
     }
     t.render()
@@ -260,8 +261,12 @@ mod tests {
         assert_eq!(r.end, Ipv4Addr::new(10, 0, 0, 9));
         let one = parse_range("10.0.0.7").unwrap();
         assert_eq!(one.start, one.end);
-        assert!(parse_range("10.0.0.9-10.0.0.2").unwrap_err().contains("after"));
-        assert!(parse_range("10.0.0.x-10.0.0.2").unwrap_err().contains("not an IPv4"));
+        assert!(parse_range("10.0.0.9-10.0.0.2")
+            .unwrap_err()
+            .contains("after"));
+        assert!(parse_range("10.0.0.x-10.0.0.2")
+            .unwrap_err()
+            .contains("not an IPv4"));
     }
 
     #[test]
