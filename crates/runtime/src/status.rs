@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use jdos_types::{InstanceId, UnixMillis};
+use jdos_types::{ContainerPhase, InstanceId, UnixMillis};
 use serde::{Deserialize, Serialize};
 
 /// A created container.
@@ -104,6 +104,27 @@ impl ContainerStatus {
     /// The `jdos.host` label.
     pub fn host(&self) -> Option<&str> {
         self.labels.get(crate::labels::HOST).map(String::as_str)
+    }
+
+    /// The phase an agent reports for this status, given the verdict of its
+    /// health check (`None`: no check, or no verdict yet).
+    pub fn phase(&self, health: Option<crate::health::HealthStatus>) -> ContainerPhase {
+        use crate::health::HealthStatus;
+        match self.state {
+            RuntimeState::Running | RuntimeState::Paused => match health {
+                Some(HealthStatus::Unhealthy) => ContainerPhase::Unhealthy,
+                Some(HealthStatus::Starting) => ContainerPhase::Starting,
+                _ => ContainerPhase::Running,
+            },
+            RuntimeState::Created | RuntimeState::Restarting => ContainerPhase::Starting,
+            RuntimeState::Exited if self.exit_code == Some(0) && !self.oom_killed => {
+                ContainerPhase::Stopped
+            }
+            RuntimeState::Exited | RuntimeState::Dead | RuntimeState::Removing => {
+                ContainerPhase::Failed
+            }
+            RuntimeState::Unknown => ContainerPhase::Failed,
+        }
     }
 
     /// The `jdos.spec-hash` label.
@@ -230,6 +251,43 @@ pub fn parse_docker_time(s: &str) -> Option<UnixMillis> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn phases_follow_state_exit_code_and_health() {
+        use crate::health::HealthStatus;
+        let mut s = ContainerStatus {
+            instance: None,
+            name: "c".into(),
+            id: "i".into(),
+            image: "img".into(),
+            state: RuntimeState::Running,
+            exit_code: None,
+            oom_killed: false,
+            error: String::new(),
+            ip: None,
+            started_at_ms: None,
+            finished_at_ms: None,
+            restart_count: 0,
+            labels: BTreeMap::new(),
+        };
+        assert_eq!(s.phase(None), ContainerPhase::Running);
+        assert_eq!(
+            s.phase(Some(HealthStatus::Unhealthy)),
+            ContainerPhase::Unhealthy
+        );
+        assert_eq!(
+            s.phase(Some(HealthStatus::Starting)),
+            ContainerPhase::Starting
+        );
+        s.state = RuntimeState::Exited;
+        s.exit_code = Some(0);
+        assert_eq!(s.phase(None), ContainerPhase::Stopped);
+        s.oom_killed = true;
+        assert_eq!(s.phase(None), ContainerPhase::Failed);
+        s.oom_killed = false;
+        s.exit_code = Some(2);
+        assert_eq!(s.phase(None), ContainerPhase::Failed);
+    }
 
     #[test]
     fn docker_times_parse() {

@@ -685,6 +685,21 @@ async fn adoption_by_labels_and_a_recreated_identity_keeps_its_ip() -> Result<()
     let st = d.inspect(&one).await?;
     assert_eq!((st.ip, st.host()), (Some(ip(x, 11)), Some("host-c")));
 
+    // Agents sharing one engine (dev) scope their names: the same identity
+    // exists once per scope, without a name clash.
+    let scoped = DockerDriver::connect(DockerConfig {
+        name_scope: Some("host-z".into()),
+        ..DockerConfig::default()
+    })
+    .await?;
+    let mut twin = spec(x, 1, "host-z", &net);
+    twin.network.as_mut().unwrap().ipv4 = ip(x, 99);
+    let h = scoped.create(&twin).await?;
+    assert_eq!(h.name, "jdos-rt15-test-web-1.host-z");
+    assert_eq!(scoped.inspect(&one).await?.host(), Some("host-z"));
+    assert_eq!(d.inspect(&one).await?.host(), Some("host-c"));
+    scoped.destroy(&one, DestroyOptions::purge()).await?;
+
     // A second identity given a held address cannot start.
     let mut clash = spec(x, 9, "host-a", &net);
     clash.network.as_mut().unwrap().ipv4 = ip(x, 11);
