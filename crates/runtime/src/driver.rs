@@ -69,6 +69,17 @@ pub trait Driver: Send + Sync {
     /// adopts after a restart (`LabelFilter::host(name)`).
     async fn list(&self, filter: &LabelFilter) -> Result<Vec<ContainerStatus>, DriverError>;
 
+    /// Resolves when the container is not running (at once if it already
+    /// is not) with its exit code: how an agent learns of a crash without
+    /// polling (Nomad's `WaitTask`).
+    async fn wait(&self, id: &InstanceId) -> Result<i64, DriverError> {
+        let _ = id;
+        Err(DriverError::Unsupported {
+            driver: self.name(),
+            operation: "wait",
+        })
+    }
+
     /// One sample of usage counters.
     async fn stats(&self, id: &InstanceId) -> Result<ContainerStats, DriverError> {
         let _ = id;

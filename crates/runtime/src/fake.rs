@@ -39,6 +39,8 @@ pub enum FakeOp {
     Inspect,
     /// `list`.
     List,
+    /// `wait`.
+    Wait,
     /// `stats`.
     Stats,
     /// `exec`.
@@ -78,6 +80,8 @@ struct FakeState {
 #[derive(Debug)]
 pub struct FakeDriver {
     state: Mutex<FakeState>,
+    // Bumped on every container state change, for `wait`.
+    changes: tokio::sync::watch::Sender<u64>,
     name_scope: Option<String>,
     ncpu: u32,
 }
@@ -93,6 +97,7 @@ impl FakeDriver {
     pub fn new() -> Self {
         FakeDriver {
             state: Mutex::new(FakeState::default()),
+            changes: tokio::sync::watch::Sender::new(0),
             name_scope: None,
             ncpu: 64,
         }
@@ -109,6 +114,10 @@ impl FakeDriver {
     pub fn with_ncpu(mut self, ncpu: u32) -> Self {
         self.ncpu = ncpu;
         self
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|g| *g += 1);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FakeState> {
@@ -160,6 +169,8 @@ impl FakeDriver {
             c.exit_code = Some(exit_code);
             c.finished_at = Some(now);
         }
+        drop(s);
+        self.changed();
         Ok(())
     }
 
@@ -186,6 +197,8 @@ impl FakeDriver {
                 c.finished_at = Some(now);
             }
         }
+        drop(s);
+        self.changed();
     }
 
     /// What `exec` in `id` returns from now on (default: exit 0, no output).
@@ -431,6 +444,8 @@ impl Driver for FakeDriver {
             c.exit_code = Some(0);
             c.finished_at = Some(now);
         }
+        drop(s);
+        self.changed();
         Ok(())
     }
 
@@ -439,6 +454,8 @@ impl Driver for FakeDriver {
         let name = self.container_name(id);
         s.containers.remove(&name);
         s.exec_results.remove(&name);
+        drop(s);
+        self.changed();
         Ok(())
     }
 
@@ -458,6 +475,30 @@ impl Driver for FakeDriver {
             .filter(|(_, c)| filter.matches(&c.labels))
             .map(|(n, c)| status(c, n))
             .collect())
+    }
+
+    async fn wait(&self, id: &InstanceId) -> Result<i64, DriverError> {
+        drop(self.enter(FakeOp::Wait)?);
+        let name = self.container_name(id);
+        // Subscribe before looking, so a change in between is not missed.
+        let mut rx = self.changes.subscribe();
+        loop {
+            {
+                let s = self.lock();
+                let c = s
+                    .containers
+                    .get(&name)
+                    .ok_or_else(|| DriverError::container_not_found(&name))?;
+                if c.state != RuntimeState::Running {
+                    return Ok(c.exit_code.unwrap_or(0));
+                }
+            }
+            if rx.changed().await.is_err() {
+                return Err(DriverError::Unavailable(
+                    "the fake driver was dropped".into(),
+                ));
+            }
+        }
     }
 
     async fn stats(&self, id: &InstanceId) -> Result<ContainerStats, DriverError> {
@@ -692,7 +733,14 @@ mod tests {
         d.start(&s.instance).await.unwrap();
         assert_eq!(d.calls(FakeOp::Start), 3);
 
-        d.crash(&s.instance, 3).unwrap();
+        let waiter = d.wait(&s.instance);
+        let crash = async {
+            tokio::task::yield_now().await;
+            d.crash(&s.instance, 3).unwrap();
+        };
+        let (code, ()) = tokio::join!(waiter, crash);
+        assert_eq!(code.unwrap(), 3);
+        assert_eq!(d.wait(&s.instance).await.unwrap(), 3, "already exited");
         let st = d.inspect(&s.instance).await.unwrap();
         assert_eq!((st.state, st.exit_code), (RuntimeState::Exited, Some(3)));
         d.start(&s.instance).await.unwrap();

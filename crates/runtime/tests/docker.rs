@@ -256,6 +256,16 @@ async fn httpd_on_a_static_ip_serves_the_host() -> Result<()> {
     });
     assert!(!probe(&exec_bad, None, &d, &s.instance).await.is_healthy());
 
+    // A short-lived second container: wait() sees its exit code.
+    let mut short = spec(x, 1, "h1", &net);
+    short.command = vec!["sh".into(), "-c".into(), "sleep 1; exit 7".into()];
+    d.create(&short).await?;
+    d.start(&short.instance).await?;
+    assert_eq!(d.wait(&short.instance).await?, 7);
+    assert_eq!(d.inspect(&short.instance).await?.exit_code, Some(7));
+    d.destroy(&short.instance, DestroyOptions::purge()).await?;
+    assert!(d.wait(&short.instance).await.unwrap_err().is_not_found());
+
     let out = d
         .exec(
             &s.instance,

@@ -14,7 +14,7 @@ use bollard::models::{ContainerConfig, Ipam, IpamConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
     CommitContainerOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
     RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, StatsOptionsBuilder,
-    StopContainerOptionsBuilder,
+    StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -545,6 +545,26 @@ impl Driver for DockerDriver {
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
+    }
+
+    #[instrument(skip_all, fields(container = %id))]
+    async fn wait(&self, id: &InstanceId) -> Result<i64, DriverError> {
+        let name = self.container_name(id);
+        let options = WaitContainerOptionsBuilder::new()
+            .condition("not-running")
+            .build();
+        let mut s = std::pin::pin!(self.docker.wait_container(&name, Some(options)));
+        match s.next().await {
+            Some(Ok(r)) => Ok(r.status_code),
+            // bollard reports a non-zero exit as an error carrying the code.
+            Some(Err(BollardError::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) => Err(not_found_or("wait", &name, e)),
+            None => Err(DriverError::Engine {
+                operation: "wait",
+                status: None,
+                message: "the engine closed the wait without a result".into(),
+            }),
+        }
     }
 
     #[instrument(skip_all, fields(container = %id))]
