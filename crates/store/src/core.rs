@@ -170,9 +170,9 @@ impl Core {
         }
     }
 
-    /// Restores a core from persisted state. `history` must be ascending,
-    /// contiguous and end at `revision`.
-    #[allow(dead_code)] // used by the redb backend
+    /// Restores a core from persisted state. `history` is ascending by
+    /// revision; only its contiguous tail ending at `revision` is kept, and
+    /// everything older counts as compacted.
     pub fn restore(
         limits: CoreLimits,
         kvs: BTreeMap<String, KeyValue>,
