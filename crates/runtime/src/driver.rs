@@ -129,6 +129,27 @@ pub trait Driver: Send + Sync {
     }
 }
 
+/// The Docker driver when an engine answers within `timeout`, else the
+/// [`FakeDriver`](crate::FakeDriver) (what `jdos dev` wants). Returns why the
+/// engine was not used, for the log.
+pub async fn auto_detect(
+    config: crate::DockerConfig,
+    timeout: std::time::Duration,
+) -> (std::sync::Arc<dyn Driver>, Option<DriverError>) {
+    let outcome = tokio::time::timeout(timeout, crate::DockerDriver::connect(config)).await;
+    match outcome {
+        Ok(Ok(d)) => (std::sync::Arc::new(d), None),
+        Ok(Err(e)) => (std::sync::Arc::new(crate::FakeDriver::new()), Some(e)),
+        Err(_) => (
+            std::sync::Arc::new(crate::FakeDriver::new()),
+            Some(DriverError::Timeout {
+                operation: "connect to the docker engine",
+                after_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            }),
+        ),
+    }
+}
+
 /// Splits `repo[:tag]` (the tag defaults to `latest`; a registry port's colon
 /// is not a tag) and checks it is a plausible reference.
 pub fn split_image_reference(reference: &str) -> Result<(String, String), DriverError> {

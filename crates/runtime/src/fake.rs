@@ -782,6 +782,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn auto_detect_falls_back_to_the_fake_without_an_engine() {
+        // No engine at this socket: the fake is chosen and the reason given.
+        let key = "DOCKER_HOST";
+        let before = std::env::var(key).ok();
+        // No other test in this binary reads DOCKER_HOST, so changing it here
+        // cannot disturb them.
+        std::env::set_var(key, "unix:///nonexistent/docker.sock");
+        let (d, why) =
+            crate::auto_detect(crate::DockerConfig::default(), Duration::from_secs(2)).await;
+        match before {
+            Some(v) => std::env::set_var(key, v),
+            None => std::env::remove_var(key),
+        }
+        assert_eq!(d.name(), "fake");
+        assert!(why.is_some());
+    }
+
+    #[tokio::test]
     async fn invalid_specs_create_nothing() {
         let d = FakeDriver::new();
         let mut s = spec(0, "h1", &net("n1", "10.9.0.0/24", "10.9.0.1"), "10.9.0.10");

@@ -12,6 +12,29 @@
 //! - [`NetworkRealization`]: one Docker network per jdos network (bridge in
 //!   dev, macvlan on `<iface>.<vlan>` in production).
 //! - [`health`] probes and [`backoff`] restart policy, used by the agent.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), jdos_runtime::DriverError> {
+//! use jdos_runtime::{ContainerSpec, DockerConfig, DockerDriver, Driver, NetworkAttachment,
+//!     NetworkRealization};
+//! use jdos_types::{Network, Resources};
+//!
+//! let driver = DockerDriver::connect(DockerConfig::default()).await?;
+//! let net: Network = serde_json::from_str(
+//!     r#"{"name":"prod-a","vlan":120,"subnet":"10.1.0.0/24","gateway":"10.1.0.1"}"#,
+//! ).unwrap();
+//! let realization = NetworkRealization::bridge(); // macvlan("bond0") in production
+//! driver.ensure_network(&net, &realization).await?;
+//!
+//! let id = "shop/production/web/0".parse().unwrap();
+//! let mut spec = ContainerSpec::new(id, "jdos-busybox:latest", "host-1",
+//!     Resources::new(500, 128 << 20));
+//! spec.command = vec!["httpd".into(), "-f".into(), "-h".into(), "/www".into()];
+//! spec.network = Some(NetworkAttachment::new(&net, &realization, "10.1.0.10".parse().unwrap()));
+//! driver.create(&spec).await?;
+//! driver.start(&spec.instance).await?;
+//! # Ok(()) }
+//! ```
 
 pub mod backoff;
 pub mod docker;
@@ -27,7 +50,7 @@ pub mod storage;
 
 pub use backoff::{BackoffPolicy, RestartDecision, RestartTracker};
 pub use docker::{DockerConfig, DockerDriver};
-pub use driver::Driver;
+pub use driver::{auto_detect, Driver};
 pub use error::DriverError;
 pub use fake::{FakeDriver, FakeOp};
 pub use health::{HealthStatus, HealthTracker, ProbeOutcome};

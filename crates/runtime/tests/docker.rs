@@ -306,6 +306,13 @@ async fn httpd_on_a_static_ip_serves_the_host() -> Result<()> {
 }
 
 #[tokio::test]
+async fn auto_detect_picks_docker_when_the_engine_answers() {
+    let (d, why) = jdos_runtime::auto_detect(DockerConfig::default(), Duration::from_secs(5)).await;
+    assert_eq!(d.name(), "docker", "{why:?}");
+    assert!(why.is_none());
+}
+
+#[tokio::test]
 async fn cgroup_and_storage_settings_are_applied() -> Result<()> {
     let x = 12;
     let mut cleanup = Cleanup::new(x);
