@@ -4,14 +4,22 @@
 //!
 //! Sequence numbers come from a counter key that every event-writing
 //! transaction compare-and-swaps, so they are unique and increase in commit
-//! order even with several server replicas on one store. Within one process
-//! the recorder serializes its commits behind a mutex (rather than letting
-//! them race and retry), keeping the counter's last known revision so a
-//! commit needs no extra read.
+//! order even with several server replicas on one store (a reader following
+//! the trail with `after_seq` never misses an event committed later with a
+//! smaller number).
+//!
+//! Within one process the recorder combines concurrent mutations: callers
+//! queue their mutation, and whoever holds the commit lock drains the queue
+//! and commits every mutation whose keys are disjoint from the others' in
+//! ONE store transaction (consecutive sequence numbers, one counter CAS, one
+//! fsync). A combined transaction that fails on a mutation's own condition
+//! is retried one mutation at a time, so each gets its own answer.
 
 use jdos_store::{json, Compare, OpResponse, Revision, Store, StoreError, Txn, TxnOp};
 use jdos_types::{keys, Event, EventResult, UnixMillis};
-use tokio::sync::Mutex;
+use std::collections::HashSet;
+
+use tokio::sync::{oneshot, Mutex};
 
 /// Key of the event sequence counter (decimal JSON number of the last seq used).
 pub const EVENT_SEQ_KEY: &str = "/jdos/meta/event-seq";
@@ -121,10 +129,28 @@ struct SeqCache {
     mod_revision: Revision,
 }
 
+type Reply = oneshot::Sender<Result<Commit, StoreError>>;
+
+struct Queued {
+    m: Mutation,
+    now_ms: UnixMillis,
+    reply: Reply,
+}
+
+/// Most mutations combined into one store transaction.
+const MAX_COMBINED: usize = 512;
+
 /// Writes events, alone or with the mutation they record.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct EventRecorder {
+    queue: std::sync::Mutex<Vec<Queued>>,
     seq: Mutex<SeqCache>,
+}
+
+impl std::fmt::Debug for EventRecorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventRecorder").finish_non_exhaustive()
+    }
 }
 
 impl EventRecorder {
@@ -140,50 +166,25 @@ impl EventRecorder {
         m: Mutation,
         now_ms: UnixMillis,
     ) -> Result<Commit, StoreError> {
-        let mut cache = self.seq.lock().await;
-        // Bounded: each retry means another writer advanced the counter, which
-        // on one store only another replica does.
-        for _ in 0..64 {
-            if !cache.loaded {
-                reload(store, &mut cache).await?;
-            }
-            let seq = cache.last_seq + 1;
-            let event = m.event.clone().into_event(seq, now_ms);
-            let mut txn = Txn::new().when(Compare::mod_revision(EVENT_SEQ_KEY, cache.mod_revision));
-            txn.compares.extend(m.compares.iter().cloned());
-            txn.success.extend(m.ops.iter().cloned());
-            txn.success
-                .push(TxnOp::put(EVENT_SEQ_KEY, json::encode(&seq)?));
-            txn.success
-                .push(TxnOp::put(keys::event(seq), json::encode(&event)?));
-            txn.failure.push(TxnOp::Get {
-                key: EVENT_SEQ_KEY.to_string(),
+        let (tx, mut rx) = oneshot::channel();
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Queued {
+                m,
+                now_ms,
+                reply: tx,
             });
-            let resp = store.txn(txn).await?;
-            if resp.succeeded {
-                cache.last_seq = seq;
-                cache.mod_revision = resp.revision;
-                return Ok(Commit::Done {
-                    revision: resp.revision,
-                    seq,
-                });
-            }
-            let counter_rev = match resp.responses.first() {
-                Some(OpResponse::Get { kv }) => kv.as_ref().map_or(0, |kv| kv.mod_revision),
-                _ => {
-                    cache.loaded = false;
-                    continue;
-                }
-            };
-            if counter_rev == cache.mod_revision {
-                // The counter held, so one of the mutation's own conditions failed.
-                return Ok(Commit::Stale);
-            }
-            cache.loaded = false;
+        let mut cache = self.seq.lock().await;
+        // A previous lock holder may have committed this one already.
+        if let Ok(r) = rx.try_recv() {
+            return r;
         }
-        Err(StoreError::Backend(
-            "event sequence counter kept changing under this server: too many writers".into(),
-        ))
+        let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
+        commit_batch(store, &mut cache, batch).await;
+        drop(cache);
+        rx.await
+            .unwrap_or_else(|_| Err(StoreError::Backend("event commit abandoned".into())))
     }
 
     /// Records an event on its own (e.g. a failed or forbidden attempt).
@@ -207,6 +208,140 @@ impl EventRecorder {
     }
 }
 
+/// Keys a mutation reads or writes; `None` when it touches a whole prefix
+/// (such a mutation is committed alone).
+fn touched(m: &Mutation) -> Option<Vec<&str>> {
+    let mut keys: Vec<&str> = m.compares.iter().map(|c| c.key.as_str()).collect();
+    for op in &m.ops {
+        match op {
+            TxnOp::Put { key, .. } | TxnOp::Delete { key } | TxnOp::Get { key } => keys.push(key),
+            TxnOp::DeletePrefix { .. } => return None,
+        }
+    }
+    Some(keys)
+}
+
+/// Splits the queue into rounds of mutations with pairwise disjoint keys,
+/// keeping queue order, so that combining them changes no outcome.
+fn rounds(batch: Vec<Queued>) -> Vec<Vec<Queued>> {
+    let mut rounds: Vec<Vec<Queued>> = Vec::new();
+    let mut current: Vec<Queued> = Vec::new();
+    let mut keys: HashSet<String> = HashSet::new();
+    for q in batch {
+        let fits = match touched(&q.m) {
+            Some(ks) => {
+                current.is_empty()
+                    || (current.len() < MAX_COMBINED && ks.iter().all(|k| !keys.contains(*k)))
+            }
+            None => current.is_empty(),
+        };
+        if !fits {
+            rounds.push(std::mem::take(&mut current));
+            keys.clear();
+        }
+        if let Some(ks) = touched(&q.m) {
+            keys.extend(ks.into_iter().map(str::to_string));
+        }
+        let solo = touched(&q.m).is_none();
+        current.push(q);
+        if solo {
+            rounds.push(std::mem::take(&mut current));
+            keys.clear();
+        }
+    }
+    if !current.is_empty() {
+        rounds.push(current);
+    }
+    rounds
+}
+
+async fn commit_batch(store: &dyn Store, cache: &mut SeqCache, batch: Vec<Queued>) {
+    for round in rounds(batch) {
+        match commit_round(store, cache, &round).await {
+            Ok(Some(results)) => {
+                for (q, r) in round.into_iter().zip(results) {
+                    let _ = q.reply.send(Ok(r));
+                }
+            }
+            // A mutation's own condition failed: commit one at a time so
+            // that each gets its own answer.
+            Ok(None) => {
+                for q in round {
+                    let r = commit_round(store, cache, std::slice::from_ref(&q))
+                        .await
+                        .map(|r| r.map_or(Commit::Stale, |v| v[0]));
+                    let _ = q.reply.send(r);
+                }
+            }
+            Err(e) => {
+                for q in round {
+                    let _ = q.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Commits every mutation of `round` in one transaction. `Ok(None)` when a
+/// mutation's own condition failed (nothing written).
+async fn commit_round(
+    store: &dyn Store,
+    cache: &mut SeqCache,
+    round: &[Queued],
+) -> Result<Option<Vec<Commit>>, StoreError> {
+    // Bounded: each retry means another writer (another replica) advanced
+    // the counter between our read and our write.
+    for _ in 0..64 {
+        if !cache.loaded {
+            reload(store, cache).await?;
+        }
+        let first = cache.last_seq + 1;
+        let last = cache.last_seq + round.len() as u64;
+        let mut txn = Txn::new().when(Compare::mod_revision(EVENT_SEQ_KEY, cache.mod_revision));
+        for (i, q) in round.iter().enumerate() {
+            let seq = first + i as u64;
+            let event = q.m.event.clone().into_event(seq, q.now_ms);
+            txn.compares.extend(q.m.compares.iter().cloned());
+            txn.success.extend(q.m.ops.iter().cloned());
+            txn.success
+                .push(TxnOp::put(keys::event(seq), json::encode(&event)?));
+        }
+        txn.success
+            .push(TxnOp::put(EVENT_SEQ_KEY, json::encode(&last)?));
+        txn.failure.push(TxnOp::Get {
+            key: EVENT_SEQ_KEY.to_string(),
+        });
+        let resp = store.txn(txn).await?;
+        if resp.succeeded {
+            cache.last_seq = last;
+            cache.mod_revision = resp.revision;
+            return Ok(Some(
+                (first..=last)
+                    .map(|seq| Commit::Done {
+                        revision: resp.revision,
+                        seq,
+                    })
+                    .collect(),
+            ));
+        }
+        let counter_rev = match resp.responses.first() {
+            Some(OpResponse::Get { kv }) => kv.as_ref().map_or(0, |kv| kv.mod_revision),
+            _ => {
+                cache.loaded = false;
+                continue;
+            }
+        };
+        if counter_rev == cache.mod_revision {
+            // The counter held, so one of the mutations' own conditions failed.
+            return Ok(None);
+        }
+        cache.loaded = false;
+    }
+    Err(StoreError::Backend(
+        "event sequence counter kept changing under this server: too many writers".into(),
+    ))
+}
+
 async fn reload(store: &dyn Store, cache: &mut SeqCache) -> Result<(), StoreError> {
     match store.get(EVENT_SEQ_KEY).await? {
         Some(kv) => {
@@ -220,4 +355,71 @@ async fn reload(store: &dyn Store, cache: &mut SeqCache) -> Result<(), StoreErro
     }
     cache.loaded = true;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jdos_store::MemoryStore;
+
+    fn put(key: &str, cmp: Compare) -> Mutation {
+        Mutation {
+            compares: vec![cmp],
+            ops: vec![TxnOp::put(key, b"1".to_vec())],
+            event: EventDraft::new("t", "x.put", "x", key),
+        }
+    }
+
+    fn queued(m: Mutation) -> (Queued, oneshot::Receiver<Result<Commit, StoreError>>) {
+        let (reply, rx) = oneshot::channel();
+        (
+            Queued {
+                m,
+                now_ms: 7,
+                reply,
+            },
+            rx,
+        )
+    }
+
+    #[test]
+    fn rounds_keep_overlapping_mutations_apart() {
+        let ms = [
+            put("/a", Compare::absent("/a")),
+            put("/b", Compare::absent("/b")),
+            put("/a", Compare::absent("/a")),
+            put("/c", Compare::absent("/c")),
+        ];
+        let rs = rounds(ms.into_iter().map(|m| queued(m).0).collect());
+        let shape: Vec<Vec<&str>> = rs
+            .iter()
+            .map(|r| r.iter().map(|q| q.m.event.object.as_str()).collect())
+            .collect();
+        assert_eq!(shape, [vec!["/a", "/b"], vec!["/a", "/c"]]);
+    }
+
+    #[tokio::test]
+    async fn a_stale_mutation_does_not_sink_its_round() {
+        let store = MemoryStore::new();
+        let mut cache = SeqCache::default();
+        let (a, ra) = queued(put("/a", Compare::absent("/a")));
+        let (b, rb) = queued(put("/b", Compare::mod_revision("/b", 999)));
+        let (c, rc) = queued(put("/c", Compare::absent("/c")));
+        let (d, rd) = queued(put("/a", Compare::absent("/a")));
+        commit_batch(&store, &mut cache, vec![a, b, c, d]).await;
+        let (ra, rb, rc, rd) = (
+            ra.await.unwrap().unwrap(),
+            rb.await.unwrap().unwrap(),
+            rc.await.unwrap().unwrap(),
+            rd.await.unwrap().unwrap(),
+        );
+        assert!(matches!(ra, Commit::Done { seq: 1, .. }), "{ra:?}");
+        assert_eq!(rb, Commit::Stale);
+        assert!(matches!(rc, Commit::Done { seq: 2, .. }), "{rc:?}");
+        assert_eq!(rd, Commit::Stale, "the second create of /a sees the first");
+        assert!(store.get("/b").await.unwrap().is_none());
+        let ev: Event = json::decode(&store.get(&keys::event(2)).await.unwrap().unwrap()).unwrap();
+        assert_eq!((ev.object.as_str(), ev.time_ms), ("/c", 7));
+        assert!(store.get(&keys::event(3)).await.unwrap().is_none());
+    }
 }

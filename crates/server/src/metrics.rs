@@ -120,7 +120,8 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
     let method = req.method().as_str().to_string();
-    let resp = next.run(req).await;
+    let span = tracing::debug_span!("request", %method, %route);
+    let resp = tracing::Instrument::instrument(next.run(req), span).await;
     state.metrics().observe(
         &route,
         &method,
