@@ -35,7 +35,8 @@ pub struct ForecastConfig {
     pub trend_window: usize,
     /// Upper quantile of the residuals added to the point forecast.
     pub quantile: f64,
-    /// Residuals kept for that quantile.
+    /// Residuals kept for that quantile (a day of 1-minute buckets by
+    /// default: a 99th percentile needs a long sample to be stable).
     pub residual_window: usize,
     /// Half-life of the error average, in buckets.
     pub error_halflife: f64,
@@ -54,7 +55,7 @@ impl Default for ForecastConfig {
             level_window: 10,
             trend_window: 15,
             quantile: 0.99,
-            residual_window: 360,
+            residual_window: 1440,
             error_halflife: 60.0,
             min_scored: 60,
             max_relative_error: 0.25,
