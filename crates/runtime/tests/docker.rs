@@ -467,7 +467,22 @@ async fn cgroup_and_storage_settings_are_applied() -> Result<()> {
         "no restart"
     );
 
-    // Destroy with purge leaves nothing: container, host dirs, volume.
+    // Destroy keeping data: the container goes, its L1 dir and L3 volume stay.
+    d.destroy(&s.instance, DestroyOptions::keep_data()).await?;
+    assert!(d.inspect(&s.instance).await.unwrap_err().is_not_found());
+    assert!(l1_dir.join("data/f").exists());
+    assert_eq!(
+        docker(&[
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            "name=jdos-rt12-test-web-0-blk"
+        ])
+        .trim(),
+        "jdos-rt12-test-web-0-blk"
+    );
+    // Purging the gone container leaves nothing: host dirs, volume.
     d.destroy(&s.instance, DestroyOptions::purge()).await?;
     assert!(!l1_dir.exists());
     assert_eq!(

@@ -13,8 +13,8 @@ use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
 use bollard::models::{ContainerConfig, Ipam, IpamConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
     CommitContainerOptionsBuilder, CreateContainerOptionsBuilder, ListContainersOptionsBuilder,
-    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder, StatsOptionsBuilder,
-    StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    ListVolumesOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
+    StatsOptionsBuilder, StopContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -481,11 +481,39 @@ impl Driver for DockerDriver {
             Err(e) => return Err(map_err("remove container", e)),
         }
         if options.remove_data {
+            // Also the identity's labelled volumes, for a container that is
+            // already gone.
+            let mut volumes = volumes;
+            let filters: HashMap<&str, Vec<String>> =
+                [("label", vec![format!("{}={id}", labels::INSTANCE)])]
+                    .into_iter()
+                    .collect();
+            let listed = self
+                .docker
+                .list_volumes(Some(
+                    ListVolumesOptionsBuilder::new().filters(&filters).build(),
+                ))
+                .await
+                .map_err(|e| map_err("list volumes", e))?;
+            volumes.extend(
+                listed
+                    .volumes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|v| v.name),
+            );
+            volumes.sort();
+            volumes.dedup();
             for v in volumes {
                 let opts = RemoveVolumeOptionsBuilder::new().force(false).build();
                 match self.docker.remove_volume(&v, Some(opts)).await {
                     Ok(()) => {}
                     Err(e) if status_of(&e) == Some(404) => {}
+                    // L3 data follows the identity: a replacement elsewhere
+                    // on this engine may use it now. Keep it.
+                    Err(e) if status_of(&e) == Some(409) => {
+                        warn!(volume = %v, "volume still in use by another container; kept");
+                    }
                     Err(e) => return Err(map_err("remove volume", e)),
                 }
             }
