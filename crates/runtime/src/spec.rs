@@ -469,11 +469,17 @@ impl ContainerSpec {
         l
     }
 
-    /// A stable 64-bit FNV-1a hash of the spec (hex), stored as a label so a
-    /// reconciler sees whether a running container matches its spec.
+    /// A stable 64-bit FNV-1a hash (hex) of what the engine applies — not of
+    /// the host, the epoch or the health check, which can change without
+    /// recreating the container. Stored as a label so a reconciler sees
+    /// whether a running container matches its spec.
     pub fn spec_hash(&self) -> String {
+        let mut applied = self.clone();
+        applied.host.clear();
+        applied.epoch = 0;
+        applied.health = None;
         // serde_json keeps struct field order and BTreeMap order: stable.
-        let bytes = serde_json::to_vec(self).unwrap_or_default();
+        let bytes = serde_json::to_vec(&applied).unwrap_or_default();
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for b in bytes {
             h ^= u64::from(b);
@@ -914,8 +920,19 @@ mod tests {
         let a = spec();
         let mut b = spec();
         assert_eq!(a.spec_hash(), b.spec_hash());
+        b.epoch = 9;
+        b.host = "h2".into();
+        b.health = Some(HealthCheck::new(Probe::Tcp { port: 80 }));
+        assert_eq!(
+            a.spec_hash(),
+            b.spec_hash(),
+            "placement and probes are not applied"
+        );
         b.env.insert("X".into(), "1".into());
         assert_ne!(a.spec_hash(), b.spec_hash());
+        let mut c = spec();
+        c.isolation.pids_limit = Some(1);
+        assert_ne!(a.spec_hash(), c.spec_hash());
     }
 
     #[test]
