@@ -3,6 +3,13 @@
 //! tests (a Linux bridge on the host), `macvlan` on `<iface>.<vlan>` in
 //! production (containers sit directly on the VLAN, reachable from the
 //! existing systems, as the seeds require).
+//!
+//! Caveat of macvlan, by design of the kernel: a host cannot reach its own
+//! macvlan containers through the parent interface. The agent's tcp/http
+//! health probes then need a host-side macvlan "shim" on the same
+//! sub-interface (`ip link add jdos-shim link bond0.120 type macvlan mode
+//! bridge`, with an address and a route for the subnet), or exec probes,
+//! which do not use the network.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
