@@ -632,7 +632,10 @@ impl ContainerSpec {
                     "a tmpfs needs a size",
                 );
             }
-            *by_tier.entry(StorageTier::L0Tmpfs).or_default() += t.size_bytes;
+            let sum = by_tier.entry(StorageTier::L0Tmpfs).or_default();
+            // Saturating: sizes are user input, and a wrapped sum would
+            // slip under the budget.
+            *sum = sum.saturating_add(t.size_bytes);
         }
         let mut names = BTreeSet::new();
         for (i, v) in s.host_volumes.iter().enumerate() {
@@ -652,7 +655,10 @@ impl ContainerSpec {
                     "a volume needs a size budget",
                 );
             }
-            *by_tier.entry(v.tier.tier()).or_default() += v.size_bytes;
+            let sum = by_tier.entry(v.tier.tier()).or_default();
+            // Saturating: sizes are user input, and a wrapped sum would
+            // slip under the budget.
+            *sum = sum.saturating_add(v.size_bytes);
         }
         let mut block_names = BTreeSet::new();
         for (i, v) in s.block_volumes.iter().enumerate() {
@@ -683,7 +689,10 @@ impl ContainerSpec {
                     "a volume driver name is 1+ of [A-Za-z0-9-_./:]",
                 );
             }
-            *by_tier.entry(StorageTier::L3Block).or_default() += v.size_bytes;
+            let sum = by_tier.entry(StorageTier::L3Block).or_default();
+            // Saturating: sizes are user input, and a wrapped sum would
+            // slip under the budget.
+            *sum = sum.saturating_add(v.size_bytes);
         }
         for (tier, want) in by_tier {
             let have = self.resources.disk.get(tier);
@@ -999,6 +1008,15 @@ mod tests {
         let mut s = spec();
         s.storage.tmpfs[0].path = "/a/../etc".into();
         assert_eq!(fields(s.validate().unwrap_err()), ["storage.tmpfs[0].path"]);
+        // Two huge mounts must not wrap around to a sum under the budget
+        // (nor panic in a debug build).
+        let mut s = spec();
+        s.storage.tmpfs[0].size_bytes = u64::MAX;
+        s.storage.tmpfs.push(TmpfsMount {
+            path: "/b".into(),
+            size_bytes: 2,
+        });
+        assert_eq!(fields(s.validate().unwrap_err()), ["resources.disk.l0"]);
     }
 
     #[test]
