@@ -31,7 +31,14 @@ COLUMNS = [
 ]
 
 
-def sim(trace, column, startup, target, peak_replicas, timeline=None):
+def peak(trace, column):
+    path, _ = TRACES[trace]
+    lines = (TR / path).read_text().splitlines()
+    i = lines[0].split(",").index(column)
+    return max(float(line.split(",")[i]) for line in lines[1:] if line)
+
+
+def sim(trace, column, startup, target, peak_replicas=20, timeline=None, capacity=None):
     path, interval = TRACES[trace]
     cmd = [
         JDOS, "autoscale-sim",
@@ -39,6 +46,8 @@ def sim(trace, column, startup, target, peak_replicas, timeline=None):
         "--startup", str(startup), "--target", str(target),
         "--peak-replicas", str(peak_replicas), "--json",
     ]
+    if capacity:
+        cmd += ["--capacity", repr(capacity)]
     if timeline:
         cmd += ["--timeline", str(timeline)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
@@ -81,14 +90,36 @@ def main():
     frontier = {}
     print("\n## Frontier (fixed instance size: peak demand = 36 instances at 100 %)\n")
     print(HEADER)
+    targets = (0.5, 0.6, 0.62, 0.65, 0.68, 0.7, 0.72, 0.75, 0.8, 0.88, 0.89, 0.9)
     for trace, column in (("azure", "cpu_usage"), ("alibaba", "cpu_util_percent")):
+        capacity = peak(trace, column) / 36
         for startup in (60, 180):
             pts = []
-            for target, pr in ((0.5, 72), (0.6, 60), (0.75, 48), (0.8, 45), (0.9, 40)):
-                r = sim(trace, column, startup, target, pr)
+            for target in targets:
+                r = sim(trace, column, startup, target, capacity=capacity)
                 pts.append((target, r))
                 print(row(f"{trace} {column} {startup}s {target:.0%}", r), flush=True)
             frontier[(trace, startup)] = pts
+
+    # Each predictive setting against the HPA setting with the fewest
+    # instance-hours that still spends at least as many.
+    print("\n## Matched budgets: predictive vs the HPA given at least the same instance-hours\n")
+    print("| trace / start-up | pred. target | pred. inst-h | pred. under % | HPA target | HPA inst-h | HPA under % | under ratio | inst-h ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for (trace, startup), pts in frontier.items():
+        hpa = [(t, r["reactive"]) for t, r in pts]
+        for t, r in pts:
+            p = r["predictive"]
+            richer = [(ht, h) for ht, h in hpa if h["instance_hours"] >= p["instance_hours"]]
+            if not richer:
+                continue
+            ht, h = min(richer, key=lambda x: x[1]["instance_hours"])
+            ratio = p["underprovisioned_pct"] / h["underprovisioned_pct"] if h["underprovisioned_pct"] > 0 else float("nan")
+            print(
+                f"| {trace} {startup}s | {t:.0%} | {p['instance_hours']:.0f} | {p['underprovisioned_pct']:.3f} "
+                f"| {ht:.0%} | {h['instance_hours']:.0f} | {h['underprovisioned_pct']:.3f} | {ratio:.2f} "
+                f"| {p['instance_hours'] / h['instance_hours']:.3f} |"
+            )
     (OUT / "frontier.json").write_text(json.dumps({f"{k[0]}-{k[1]}": v for k, v in frontier.items()}))
 
     try:
@@ -106,7 +137,7 @@ def main():
         ("azure", "cpu_usage", 300, 0.9, 72, "Azure 2019 cpu_usage (5 min), days 8-10, start-up 300 s, target 90 %"),
     ]):
         tl = OUT / f"timeline-{trace}.csv"
-        sim(trace, column, startup, target, 20, timeline=tl)
+        sim(trace, column, startup, target, timeline=tl)
         rows = [line.split(",") for line in tl.read_text().splitlines()]
         head, data = rows[0], rows[1:]
         col = {name: i for i, name in enumerate(head)}
@@ -134,7 +165,8 @@ def main():
             ys = [r[policy]["underprovisioned_pct"] for _, r in pts]
             ax.plot(xs, ys, "o-", color=color, label="HPA" if policy == "reactive" else "predictive", ms=3)
             for (target, _), x, y in zip(pts, xs, ys):
-                ax.annotate(f"{target:.0%}", (x, y), fontsize=6, color=color)
+                if target in (0.5, 0.6, 0.7, 0.8, 0.9):
+                    ax.annotate(f"{target:.0%}", (x, y), fontsize=6, color=color)
         ax.set_title(f"{trace}, start-up {startup} s", fontsize=9)
         ax.set_xlabel("instance-hours", fontsize=8)
         ax.set_ylabel("under-provisioned %", fontsize=8)

@@ -42,6 +42,11 @@ pub struct Args {
     /// (sets the per-instance capacity).
     #[arg(long, default_value_t = 20)]
     pub peak_replicas: u32,
+    /// Demand one instance serves at 100 % utilization, in trace units
+    /// (overrides the capacity derived from --peak-replicas; lets a sweep of
+    /// --target keep the instance size fixed).
+    #[arg(long)]
+    pub capacity: Option<f64>,
     /// Policies to run.
     #[arg(long, value_enum, default_value_t = Which::Both)]
     pub policy: Which,
@@ -105,7 +110,16 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         bail!("--peak-replicas must be at least 1");
     }
     let demand = read_column(&a.trace, &a.column)?;
-    let max = a.max_replicas.unwrap_or(a.peak_replicas.saturating_mul(3));
+    let peak = demand.iter().copied().fold(0.0, f64::max);
+    // Replicas that run the peak at the target: --peak-replicas, or what
+    // --capacity implies.
+    let peak_replicas = match a.capacity {
+        Some(c) if c > 0.0 && c.is_finite() => ((peak / (c * a.target)).ceil() as u32).max(1),
+        _ => a.peak_replicas,
+    };
+    let max = a
+        .max_replicas
+        .unwrap_or(peak_replicas.saturating_mul(3).max(a.min_replicas));
     let base = Policy::from_json(&serde_json::json!({
         "min_replicas": a.min_replicas,
         "max_replicas": max,
@@ -114,7 +128,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         "startup_seconds": a.startup,
     }))
     .context("invalid flags")?;
-    let capacity = sim::capacity_for_peak(&demand, a.peak_replicas, &base.metric);
+    let capacity = match a.capacity {
+        Some(c) if c > 0.0 && c.is_finite() => c,
+        Some(_) => bail!("--capacity must be a positive number"),
+        None => sim::capacity_for_peak(&demand, a.peak_replicas, &base.metric),
+    };
     let cfg = SimConfig {
         interval_seconds: a.interval,
         startup_seconds: a.startup,
@@ -131,14 +149,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         unreachable!("the simulator policy is built with the cpu metric above")
     };
     println!(
-        "trace {} column {}: {} samples x {} s = {:.1} h; capacity {:.4} per instance (peak at {} replicas, target {:.0}%), startup {} s, replicas {}..{}",
+        "trace {} column {}: {} samples x {} s = {:.1} h; capacity {:.4} per instance (peak = {:.1} replicas at target {:.0}%), startup {} s, replicas {}..{}",
         a.trace.display(),
         a.column,
         demand.len(),
         a.interval,
         (demand.len().saturating_sub(1)) as f64 * a.interval / 3600.0,
         capacity,
-        a.peak_replicas,
+        peak / (capacity * target_utilization),
         target_utilization * 100.0,
         a.startup,
         a.min_replicas,
