@@ -258,17 +258,49 @@ pub async fn describe(st: &AppState, name: &str) -> Result<HostDetail, HttpError
     let containers = if allocation.containers == 0 {
         Vec::new()
     } else {
-        kv::list_all::<Container>(st.store(), keys::CONTAINERS)
-            .await?
-            .into_iter()
-            .filter(|c| c.host.as_deref() == Some(name))
-            .collect()
+        containers_on(st.store(), name).await?
     };
     Ok(HostDetail {
         host,
         allocation,
         containers,
     })
+}
+
+/// The containers placed on `host`: one pass over the container records,
+/// decoding only their `host` field until one matches.
+pub async fn containers_on(store: &dyn Store, host: &str) -> Result<Vec<Container>, HttpError> {
+    #[derive(Deserialize)]
+    struct HostOf<'a> {
+        #[serde(borrow, default)]
+        host: Option<std::borrow::Cow<'a, str>>,
+    }
+    let mut out = Vec::new();
+    let mut start_after = None;
+    loop {
+        let page = store
+            .range(
+                keys::CONTAINERS,
+                jdos_store::RangeOptions {
+                    start_after: start_after.take(),
+                    limit: 4096,
+                    keys_only: false,
+                },
+            )
+            .await?;
+        for kv in &page.kvs {
+            let of: HostOf<'_> = serde_json::from_slice(&kv.value).map_err(|e| {
+                HttpError::internal(format!("corrupt container record {}: {e}", kv.key))
+            })?;
+            if of.host.as_deref() == Some(host) {
+                out.push(json::decode(kv)?);
+            }
+        }
+        if !page.more || page.kvs.is_empty() {
+            return Ok(out);
+        }
+        start_after = page.kvs.last().map(|kv| kv.key.clone());
+    }
 }
 
 async fn update_handler(
