@@ -180,9 +180,14 @@ impl Default for Isolation {
     }
 }
 
-/// `cpu.shares` for `millis` millicores (never below the kernel's 2).
+/// The largest `cpu.shares` the kernel takes (cgroup v1 clamps to it; on
+/// cgroup v2 runc maps shares to `cpu.weight` 1–10000 and a larger value
+/// makes the container fail to start).
+pub const MAX_CPU_SHARES: u64 = 262_144;
+
+/// `cpu.shares` for `millis` millicores (within the kernel's 2–262144).
 pub fn cpu_shares(millis: u64) -> u64 {
-    (millis.saturating_mul(SHARES_PER_CPU) / 1000).max(2)
+    (millis.saturating_mul(SHARES_PER_CPU) / 1000).clamp(2, MAX_CPU_SHARES)
 }
 
 /// The CFS quota (µs per period) that gives `millis` millicores.
@@ -997,6 +1002,12 @@ mod tests {
         s.validate().unwrap();
         assert_eq!(cpu_shares(500), 512);
         assert_eq!(cpu_shares(1), 2);
+        assert_eq!(cpu_shares(256_000), MAX_CPU_SHARES);
+        assert_eq!(
+            cpu_shares(1_000_000),
+            MAX_CPU_SHARES,
+            "clamped, not 1024000"
+        );
         assert_eq!(cpu_quota_us(1500, 100_000), 150_000);
     }
 
