@@ -855,3 +855,50 @@ async fn commit_snapshots_a_running_container() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_stop_waits_out_a_grace_longer_than_the_client_timeout() -> Result<()> {
+    let x = 18;
+    let mut cleanup = Cleanup::new(x);
+    ensure_image();
+    let l1 = tempfile::tempdir()?;
+    let l2 = tempfile::tempdir()?;
+    let storage = TierRoots::new(TierRoot::new(l1.path()), TierRoot::new(l2.path()));
+    cleanup._dirs.push(l1);
+    cleanup._dirs.push(l2);
+    // A 2 s request timeout stands in for bollard's default 2 minutes, so
+    // that a grace beyond it takes seconds, not minutes, to exercise.
+    let client =
+        bollard::Docker::connect_with_local_defaults()?.with_timeout(Duration::from_secs(2));
+    let d = DockerDriver::from_client(
+        client,
+        DockerConfig {
+            storage,
+            ..DockerConfig::default()
+        },
+    )
+    .await?;
+    let net = network(x);
+    d.ensure_network(&net, &NetworkRealization::bridge())
+        .await?;
+    let mut s = spec(x, 0, "h1", &net);
+    // Ignores SIGTERM, so only the engine's SIGKILL after the grace ends it.
+    s.command = vec![
+        "sh".into(),
+        "-c".into(),
+        "trap '' TERM; while true; do sleep 1; done".into(),
+    ];
+    d.create(&s).await?;
+    d.start(&s.instance).await?;
+    let t0 = Instant::now();
+    d.stop(&s.instance, Duration::from_secs(4)).await?;
+    assert!(
+        t0.elapsed() >= Duration::from_secs(3),
+        "stopped after {:?}, before the grace ran out",
+        t0.elapsed()
+    );
+    let st = d.inspect(&s.instance).await?;
+    assert_eq!(st.state, RuntimeState::Exited, "{st:?}");
+    d.destroy(&s.instance, DestroyOptions::purge()).await?;
+    Ok(())
+}

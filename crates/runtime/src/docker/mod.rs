@@ -449,9 +449,23 @@ impl Driver for DockerDriver {
         let name = self.container_name(id);
         let t = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
         let options = StopContainerOptionsBuilder::new().t(t).build();
-        match self.docker.stop_container(&name, Some(options)).await {
+        // The engine answers only once the container is down, which may take
+        // the whole grace: with bollard's default 2-minute request timeout a
+        // longer grace (up to an hour is valid) would report a failed stop
+        // while the engine is still stopping the container.
+        let needed = stop_request_timeout(grace);
+        let docker = if needed > self.docker.timeout() {
+            self.docker.clone().with_timeout(needed)
+        } else {
+            self.docker.clone()
+        };
+        match docker.stop_container(&name, Some(options)).await {
             Ok(()) => Ok(()),
             Err(e) if status_of(&e) == Some(304) => Ok(()),
+            Err(BollardError::RequestTimeoutError) => Err(DriverError::Timeout {
+                operation: "stop container",
+                after_ms: u64::try_from(docker.timeout().as_millis()).unwrap_or(u64::MAX),
+            }),
             Err(e) => Err(not_found_or("stop container", &name, e)),
         }
     }
@@ -731,6 +745,12 @@ impl Driver for DockerDriver {
             .map_err(|e| not_found_or("commit", &name, e))?;
         Ok(r.id)
     }
+}
+
+/// How long a stop request with `grace` may take: the grace plus time for
+/// the engine to kill and reap the container.
+fn stop_request_timeout(grace: Duration) -> Duration {
+    grace.saturating_add(Duration::from_secs(30))
 }
 
 fn push_capped(buf: &mut String, bytes: &[u8]) {
