@@ -320,14 +320,17 @@ impl Core {
             .collect()
     }
 
-    /// Renews a lease.
+    /// Renews a lease. A lease past its deadline counts as gone even if the
+    /// ticker has not revoked it yet (as in etcd): renewing it would let
+    /// its keys outlive the TTL and race the queued revocation.
     pub fn keep_alive(&mut self, id: LeaseId) -> Result<()> {
+        let now = Instant::now();
         match self.leases.get_mut(&id) {
-            Some(l) => {
-                l.deadline = Instant::now() + l.ttl;
+            Some(l) if l.deadline > now => {
+                l.deadline = now + l.ttl;
                 Ok(())
             }
-            None => Err(StoreError::LeaseNotFound(id)),
+            _ => Err(StoreError::LeaseNotFound(id)),
         }
     }
 
@@ -810,6 +813,25 @@ mod tests {
         assert_eq!(plan.revision, 2);
         assert_eq!(plan.kvs.get("/k"), Some(&None));
         assert_eq!(plan.leases.get(&l), Some(&None));
+    }
+
+    #[test]
+    fn an_expired_lease_cannot_be_kept_alive() {
+        let mut core = Core::new(limits(100, 16));
+        let (plan, res) = {
+            let mut p = Planner::new(&core);
+            let res = p.plan(&WriteReq::LeaseGrant(Duration::from_millis(1)));
+            (p.finish(), res)
+        };
+        core.apply(plan);
+        let Ok(WriteResp::Lease(l)) = res else {
+            panic!("grant: {res:?}")
+        };
+        std::thread::sleep(Duration::from_millis(5));
+        // Not yet revoked by a ticker, but past its deadline.
+        assert_eq!(core.expired_leases(Instant::now()), [l]);
+        assert_eq!(core.keep_alive(l), Err(StoreError::LeaseNotFound(l)));
+        assert_eq!(core.expired_leases(Instant::now()), [l], "still expired");
     }
 
     #[test]
