@@ -92,6 +92,16 @@ fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
+/// Latency of one kind of request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KindLatency {
+    /// Method and route, e.g. `GET /api/v1/whoami`.
+    pub request: String,
+    /// Its latency summary.
+    #[serde(flatten)]
+    pub latency: Latency,
+}
+
 /// The report.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -114,7 +124,7 @@ pub struct Report {
     /// All requests.
     pub all: Latency,
     /// Per request kind.
-    pub by_kind: Vec<(String, Latency)>,
+    pub by_kind: Vec<KindLatency>,
     /// The first error seen, to explain a non-zero `errors`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub first_error: Option<String>,
@@ -255,7 +265,10 @@ async fn load(client: Client, names: Arc<Vec<String>>, a: &ApiArgs) -> anyhow::R
         by_kind: KINDS
             .iter()
             .zip(per)
-            .map(|((_, name), s)| (name.to_string(), Latency::from_samples(s)))
+            .map(|((_, name), s)| KindLatency {
+                request: name.to_string(),
+                latency: Latency::from_samples(s),
+            })
             .collect(),
         first_error,
     })
@@ -283,9 +296,10 @@ pub fn render(r: &Report) -> String {
     );
     let mut t =
         crate::output::Table::new(["  REQUEST", "COUNT", "P50 MS", "P90 MS", "P99 MS", "MAX MS"]);
-    for (name, l) in &r.by_kind {
+    for k in &r.by_kind {
+        let l = &k.latency;
         t.row([
-            format!("  {name}"),
+            format!("  {}", k.request),
             l.count.to_string(),
             l.p50_ms.to_string(),
             l.p90_ms.to_string(),
