@@ -23,8 +23,9 @@ use crate::pool::{structural_reason, AddressPool, Slot, Unavailable};
 
 /// Attempts before an operation gives up under contention.
 const MAX_ATTEMPTS: u32 = 64;
-/// After this many conflicts in one call, reload the whole network: another
-/// allocator is busy on it and learning one record per conflict is too slow.
+/// After this many conflicts in one call, reload the whole network once:
+/// another allocator is busy on it and learning one record per conflict is
+/// too slow. (Once, because a reload of a big network costs a full read.)
 const RELOAD_AFTER_CONFLICTS: u32 = 2;
 /// Page size of range reads.
 const PAGE: usize = 2_000;
@@ -402,7 +403,7 @@ impl Ipam {
             }
 
             // 2. Pick a candidate from the index.
-            self.ensure_loaded(network, conflicts >= RELOAD_AFTER_CONFLICTS)
+            self.ensure_loaded(network, conflicts == RELOAD_AFTER_CONFLICTS)
                 .await?;
             let pick = match self.lock().get_mut(network) {
                 // Dropped by a concurrent reload: load again.
