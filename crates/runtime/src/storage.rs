@@ -19,7 +19,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -55,12 +55,19 @@ pub struct TierRoots {
     pub l1: TierRoot,
     /// L2 (SAS) root.
     pub l2: TierRoot,
-    lock: Mutex<()>,
+    /// Shared by every clone: the driver hands a clone to each blocking
+    /// task, and admissions through different clones must still not
+    /// interleave (each would pass against the same ledgers).
+    lock: Arc<Mutex<()>>,
 }
 
 impl Clone for TierRoots {
     fn clone(&self) -> Self {
-        TierRoots::new(self.l1.clone(), self.l2.clone())
+        TierRoots {
+            l1: self.l1.clone(),
+            l2: self.l2.clone(),
+            lock: self.lock.clone(),
+        }
     }
 }
 
@@ -96,7 +103,7 @@ impl TierRoots {
         TierRoots {
             l1,
             l2,
-            lock: Mutex::new(()),
+            lock: Arc::new(Mutex::new(())),
         }
     }
 
@@ -333,6 +340,20 @@ mod tests {
         roots.purge("c1").unwrap();
         assert!(!l1.path().join("c1").exists());
         assert!(!l2.path().join("c1").exists());
+    }
+
+    #[test]
+    fn clones_serialize_admissions_with_the_original() {
+        // DockerDriver::create prepares volumes on a clone per call, so
+        // concurrent creates only exclude each other if clones share the
+        // admission lock.
+        let roots = TierRoots::new(TierRoot::new("/l1"), TierRoot::new("/l2"));
+        let clone = roots.clone();
+        let _held = roots.lock.lock().unwrap();
+        assert!(
+            clone.lock.try_lock().is_err(),
+            "a clone admitted while the original was admitting"
+        );
     }
 
     #[test]
