@@ -350,3 +350,73 @@ macro_rules! delegate_store {
     };
 }
 pub(crate) use delegate_store;
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::core::CoreLimits;
+
+    /// Fails every commit while `fail` is set; otherwise keeps nothing.
+    struct Flaky {
+        fail: Arc<AtomicBool>,
+    }
+
+    impl Persist for Flaky {
+        fn persist(&mut self, _plan: &Plan) -> Result<()> {
+            if self.fail.load(Ordering::SeqCst) {
+                Err(StoreError::Backend("commit: disk full".into()))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    /// Group commit: when the backend cannot commit a batch, every caller
+    /// waiting on it gets the error (none hangs, none is told it succeeded),
+    /// nothing of the batch becomes visible, and the store carries on once
+    /// the backend recovers, with no gap in the revisions.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_commit_fails_every_waiting_writer_and_applies_nothing() {
+        let fail = Arc::new(AtomicBool::new(true));
+        let core = Core::new(CoreLimits {
+            history_events: 100,
+            watch_buffer: 16,
+        });
+        let engine = Engine::start(core, Some(Box::new(Flaky { fail: fail.clone() }))).unwrap();
+        let mut w = engine.watch("/", 0).await.unwrap();
+        let writers: Vec<_> = (0..20)
+            .map(|i| {
+                let e = engine.clone();
+                tokio::spawn(async move { e.put(&format!("/k/{i}"), vec![1], None).await })
+            })
+            .collect();
+        for t in writers {
+            let r = tokio::time::timeout(Duration::from_secs(10), t)
+                .await
+                .expect("a writer hangs after a failed commit")
+                .unwrap();
+            assert_eq!(r, Err(StoreError::Backend("commit: disk full".into())));
+        }
+        assert!(matches!(
+            engine.lease_grant(Duration::from_secs(5)).await,
+            Err(StoreError::Backend(_))
+        ));
+        assert_eq!(engine.revision().await.unwrap(), 0);
+        assert_eq!(engine.get("/k/0").await.unwrap(), None);
+        assert!(
+            w.rx.try_recv().is_err(),
+            "a watcher saw an uncommitted write"
+        );
+
+        fail.store(false, Ordering::SeqCst);
+        assert_eq!(engine.put("/k/0", vec![2], None).await.unwrap(), 1);
+        assert_eq!(engine.lease_grant(Duration::from_secs(5)).await.unwrap(), 1);
+        let batch = w.next().await.unwrap().unwrap();
+        assert_eq!(
+            (batch[0].kv.mod_revision, batch[0].kv.value.clone()),
+            (1, vec![2])
+        );
+    }
+}
