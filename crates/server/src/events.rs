@@ -139,6 +139,10 @@ struct Queued {
 
 /// Most mutations combined into one store transaction.
 const MAX_COMBINED: usize = 512;
+/// Most operations (and, separately, compares) in one combined transaction:
+/// etcd refuses transactions of more than 128 by default (`--max-txn-ops`),
+/// and the etcd backend comes behind the same trait.
+const MAX_TXN_OPS: usize = 120;
 
 /// Writes events, alone or with the mutation they record.
 #[derive(Default)]
@@ -227,18 +231,27 @@ fn rounds(batch: Vec<Queued>) -> Vec<Vec<Queued>> {
     let mut rounds: Vec<Vec<Queued>> = Vec::new();
     let mut current: Vec<Queued> = Vec::new();
     let mut keys: HashSet<String> = HashSet::new();
+    // One op for the counter and one compare on it.
+    let (mut ops, mut cmps) = (1usize, 1usize);
     for q in batch {
+        let (q_ops, q_cmps) = (q.m.ops.len() + 1, q.m.compares.len());
         let fits = match touched(&q.m) {
             Some(ks) => {
                 current.is_empty()
-                    || (current.len() < MAX_COMBINED && ks.iter().all(|k| !keys.contains(*k)))
+                    || (current.len() < MAX_COMBINED
+                        && ops + q_ops <= MAX_TXN_OPS
+                        && cmps + q_cmps <= MAX_TXN_OPS
+                        && ks.iter().all(|k| !keys.contains(*k)))
             }
             None => current.is_empty(),
         };
         if !fits {
             rounds.push(std::mem::take(&mut current));
             keys.clear();
+            (ops, cmps) = (1, 1);
         }
+        ops += q_ops;
+        cmps += q_cmps;
         if let Some(ks) = touched(&q.m) {
             keys.extend(ks.into_iter().map(str::to_string));
         }
@@ -247,6 +260,7 @@ fn rounds(batch: Vec<Queued>) -> Vec<Vec<Queued>> {
         if solo {
             rounds.push(std::mem::take(&mut current));
             keys.clear();
+            (ops, cmps) = (1, 1);
         }
     }
     if !current.is_empty() {
@@ -396,6 +410,23 @@ mod tests {
             .map(|r| r.iter().map(|q| q.m.event.object.as_str()).collect())
             .collect();
         assert_eq!(shape, [vec!["/a", "/b"], vec!["/a", "/c"]]);
+    }
+
+    #[test]
+    fn rounds_stay_within_etcd_txn_limits() {
+        let ms: Vec<Queued> = (0..200)
+            .map(|i| {
+                let k = format!("/k{i}");
+                queued(put(&k, Compare::absent(k.as_str()))).0
+            })
+            .collect();
+        let rs = rounds(ms);
+        assert!(rs.len() > 1);
+        assert_eq!(rs.iter().map(Vec::len).sum::<usize>(), 200);
+        for r in &rs {
+            let ops: usize = 1 + r.iter().map(|q| q.m.ops.len() + 1).sum::<usize>();
+            assert!(ops <= MAX_TXN_OPS, "{ops}");
+        }
     }
 
     #[tokio::test]
