@@ -232,7 +232,11 @@ pub fn parse_docker_time(s: &str) -> Option<UnixMillis> {
         "Z" | "z" => 0,
         o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) => {
             let sign = if o.starts_with('-') { -1 } else { 1 };
-            sign * (o[1..3].parse::<i64>().ok()? * 3600 + o[4..6].parse::<i64>().ok()? * 60)
+            // `get`, not indexing: a multi-byte character would make a
+            // byte range panic.
+            let hours = o.get(1..3)?.parse::<i64>().ok()?;
+            let minutes = o.get(4..6)?.parse::<i64>().ok()?;
+            sign * (hours * 3600 + minutes * 60)
         }
         _ => return None,
     };
@@ -302,5 +306,7 @@ mod tests {
         );
         assert_eq!(parse_docker_time("0001-01-01T00:00:00Z"), None);
         assert_eq!(parse_docker_time("garbage"), None);
+        // Not an offset, and no panic on a multi-byte character in it.
+        assert_eq!(parse_docker_time("2026-11-22T04:05:05+0\u{e9}00"), None);
     }
 }
