@@ -247,6 +247,13 @@ impl AddressPool {
         None
     }
 
+    /// Moves the cursor to `position` (taken modulo the subnet size). Used to
+    /// spread allocators apart after they collided: two servers walking the
+    /// same cursor would otherwise collide on every address.
+    pub fn seek(&mut self, position: u64) {
+        self.cursor = (position % u64::from(self.size)) as u32;
+    }
+
     /// Marks `ip` assigned. Succeeds when it was free, or when it was in
     /// quarantine (the caller has checked who may take it back), or already
     /// assigned (idempotent); fails on special or out-of-subnet addresses.

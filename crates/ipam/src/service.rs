@@ -520,6 +520,11 @@ impl Ipam {
                 Some(_) => {
                     if let Some(c) = nets.get_mut(network) {
                         c.apply(ip, fresh);
+                        if want.is_none() {
+                            // Another allocator walks the same addresses: jump
+                            // to a spot of our own rather than trail it.
+                            c.pool.seek(spread(identity, conflicts));
+                        }
                     }
                 }
             }
@@ -682,6 +687,19 @@ impl Ipam {
     pub fn forget(&self, network: &str) {
         self.lock().remove(network);
     }
+}
+
+/// A deterministic, well-mixed position for `identity`'s `attempt`-th retry
+/// (FNV-1a then a finalizer: no randomness, no per-process hash seed).
+fn spread(identity: &InstanceId, attempt: u32) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in identity.to_string().bytes().chain(attempt.to_le_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^ (h >> 33)
 }
 
 /// Every key-value under `prefix`, read page by page.
