@@ -89,12 +89,17 @@ impl BitWriter {
     }
 }
 
-/// Reader over bytes produced by [`BitWriter::to_bytes`].
+/// Reader over bytes produced by [`BitWriter::to_bytes`]. Keeps a 64-bit look-ahead
+/// register refilled a word at a time, so most reads are a shift.
 #[derive(Debug, Clone)]
 pub struct BitReader<'a> {
     data: &'a [u8],
-    /// Position in bits from the start of `data`.
-    pos: u64,
+    /// Next byte of `data` not yet loaded into `buf`.
+    next: usize,
+    /// Look-ahead bits, left-aligned; the top `avail` bits are valid, the rest are either
+    /// zero or the true following bits (so OR-ing a refill over them is harmless).
+    buf: u64,
+    avail: u32,
 }
 
 /// The stream ended before the requested bits.
@@ -104,43 +109,51 @@ pub struct EndOfStream;
 impl<'a> BitReader<'a> {
     /// A reader positioned at the first bit of `data`.
     pub fn new(data: &'a [u8]) -> Self {
-        Self { data, pos: 0 }
+        Self {
+            data,
+            next: 0,
+            buf: 0,
+            avail: 0,
+        }
     }
 
     /// Bits left to read (including the zero padding of the last byte).
     pub fn remaining_bits(&self) -> u64 {
-        self.data.len() as u64 * 8 - self.pos
+        u64::from(self.avail) + (self.data.len() - self.next) as u64 * 8
     }
 
-    /// Loads the 8 bytes starting at byte `i`, zero-filled past the end.
+    /// Tops the register up to at least 57 valid bits (fewer at the end of the data).
     #[inline]
-    fn word_at(&self, i: usize) -> u64 {
-        if let Some(chunk) = self.data.get(i..i + 8) {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(chunk);
-            u64::from_be_bytes(b)
+    fn refill(&mut self) {
+        if let Some(chunk) = self.data.get(self.next..self.next + 8) {
+            let w = u64::from_be_bytes(chunk.try_into().expect("8 bytes"));
+            self.buf |= w >> self.avail;
+            let take = (63 - self.avail) / 8;
+            self.next += take as usize;
+            self.avail += take * 8;
         } else {
-            let mut b = [0u8; 8];
-            if i < self.data.len() {
-                let tail = &self.data[i..];
-                b[..tail.len()].copy_from_slice(tail);
+            while self.avail <= 56 && self.next < self.data.len() {
+                self.buf |= u64::from(self.data[self.next]) << (56 - self.avail);
+                self.next += 1;
+                self.avail += 8;
             }
-            u64::from_be_bytes(b)
         }
     }
 
-    /// Reads up to 56 bits at once (one unaligned 8-byte load covers them).
+    /// Reads up to 56 bits at once.
     #[inline]
     fn read_short(&mut self, n: u32) -> Result<u64, EndOfStream> {
         debug_assert!(n <= 56 && n > 0);
-        if self.remaining_bits() < u64::from(n) {
-            return Err(EndOfStream);
+        if self.avail < n {
+            self.refill();
+            if self.avail < n {
+                return Err(EndOfStream);
+            }
         }
-        let byte = (self.pos / 8) as usize;
-        let off = (self.pos % 8) as u32;
-        let w = self.word_at(byte) << off;
-        self.pos += u64::from(n);
-        Ok(w >> (64 - n))
+        let v = self.buf >> (64 - n);
+        self.buf <<= n;
+        self.avail -= n;
+        Ok(v)
     }
 
     /// Reads `n` bits (`n` ≤ 64) as the low bits of the result.
@@ -164,10 +177,22 @@ impl<'a> BitReader<'a> {
         Ok(self.read_short(1)? == 1)
     }
 
-    /// Counts up to `max` consecutive one bits, consuming them and the terminating zero
-    /// (if `max` ones were read, no terminator is consumed). Used for the prefix codes.
+    /// Counts up to `max` (≤ 8) consecutive one bits, consuming them and the terminating
+    /// zero (if `max` ones were read, no terminator is consumed). Used for the prefix codes.
     #[inline]
     pub fn read_unary(&mut self, max: u32) -> Result<u32, EndOfStream> {
+        debug_assert!(max <= 8);
+        if self.avail <= max {
+            self.refill();
+        }
+        if self.avail > max {
+            let k = self.buf.leading_ones().min(max);
+            let used = if k < max { k + 1 } else { k };
+            self.buf <<= used;
+            self.avail -= used;
+            return Ok(k);
+        }
+        // Near the end of the stream: bit by bit.
         let mut n = 0;
         while n < max {
             if !self.read_bit()? {
@@ -204,6 +229,24 @@ mod tests {
             assert_eq!(r.read_bits(n).unwrap(), v & low_mask(n), "width {n}");
         }
         assert!(r.remaining_bits() < 8);
+    }
+
+    #[test]
+    fn unary_prefixes_near_and_far_from_the_end() {
+        let mut w = BitWriter::new();
+        for k in 0..4u64 {
+            // k ones then a zero
+            w.write_bits(((1u64 << k) - 1) << 1, k as u32 + 1);
+        }
+        w.write_bits(0b1111, 4);
+        w.write_bits(0b1110, 4);
+        let bytes = w.to_bytes();
+        let mut r = BitReader::new(&bytes);
+        for k in 0..4 {
+            assert_eq!(r.read_unary(4).unwrap(), k);
+        }
+        assert_eq!(r.read_unary(4).unwrap(), 4);
+        assert_eq!(r.read_unary(4).unwrap(), 3);
     }
 
     #[test]

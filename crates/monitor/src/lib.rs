@@ -5,6 +5,7 @@
 //! - [`Tsdb`]: series index (metric name + sorted labels → [`SeriesId`], postings per label
 //!   value), head chunks per 2-hour window, closed blocks persisted as checksummed files,
 //!   retention, hourly downsampling (count/sum/min/max/last per series and hour).
+//! - [`synth`]: synthetic container metrics shaped like cgroup readouts (benchmarks, demos).
 //! - [`query`]: raw ranges per series and aggregations (sum, avg, max, min, p95) over a
 //!   [`Selector`] at a step.
 //!
@@ -32,6 +33,7 @@ pub mod gorilla;
 pub mod labels;
 pub mod query;
 mod segment;
+pub mod synth;
 pub mod tsdb;
 
 pub use downsample::{HourlyPoint, HOUR_MS};

@@ -196,9 +196,15 @@ impl Tsdb {
             });
             raw_from = until;
         }
+        // Samples arrive in time order: divide only when a bucket boundary is crossed.
+        let (mut k, mut k_end) = (0usize, i64::MIN);
         self.for_each_sample(id, raw_from, end, |s| {
+            if s.t >= k_end {
+                k = bucket_of(s.t, start, step);
+                k_end = start.saturating_add((k as i64 + 1).saturating_mul(step));
+            }
             if !s.v.is_nan() {
-                accs[bucket_of(s.t, start, step)].add(s.v);
+                accs[k].add(s.v);
             }
         });
         accs.iter().map(|a| a.value(f)).collect()
