@@ -157,6 +157,17 @@ impl FakeDriver {
 
     /// The container's process exits with `exit_code` (a crash when non-zero).
     pub fn crash(&self, id: &InstanceId, exit_code: i64) -> Result<(), DriverError> {
+        self.exit(id, exit_code, false)
+    }
+
+    /// The kernel's OOM killer ends the container (exit 137).
+    pub fn oom_kill(&self, id: &InstanceId) -> Result<(), DriverError> {
+        self.exit(id, 137, true)
+    }
+
+    /// Ends the process and records why under one lock, so a waiter woken
+    /// by the change never sees the exit without its OOM flag.
+    fn exit(&self, id: &InstanceId, exit_code: i64, oom: bool) -> Result<(), DriverError> {
         let name = self.container_name(id);
         let mut s = self.lock();
         let now = s.clock_ms;
@@ -167,20 +178,11 @@ impl FakeDriver {
         if c.state == RuntimeState::Running {
             c.state = RuntimeState::Exited;
             c.exit_code = Some(exit_code);
+            c.oom_killed = oom;
             c.finished_at = Some(now);
         }
         drop(s);
         self.changed();
-        Ok(())
-    }
-
-    /// The kernel's OOM killer ends the container (exit 137).
-    pub fn oom_kill(&self, id: &InstanceId) -> Result<(), DriverError> {
-        self.crash(id, 137)?;
-        let name = self.container_name(id);
-        if let Some(c) = self.lock().containers.get_mut(&name) {
-            c.oom_killed = true;
-        }
         Ok(())
     }
 
@@ -813,5 +815,31 @@ mod tests {
             Err(DriverError::InvalidSpec(_))
         ));
         assert_eq!(d.container_count(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiter_woken_by_an_oom_kill_sees_the_flag() {
+        let d = std::sync::Arc::new(FakeDriver::new());
+        let r = NetworkRealization::bridge();
+        let n = net("n1", "10.9.0.0/24", "10.9.0.1");
+        d.ensure_network(&n, &r).await.unwrap();
+        for i in 0..200 {
+            let s = spec(i, "h1", &n, &format!("10.9.0.{}", 2 + i % 200));
+            d.create(&s).await.unwrap();
+            d.start(&s.instance).await.unwrap();
+            let waiter = {
+                let (d, id) = (d.clone(), s.instance.clone());
+                tokio::spawn(async move {
+                    let code = d.wait(&id).await.unwrap();
+                    (code, d.inspect(&id).await.unwrap().oom_killed)
+                })
+            };
+            tokio::task::yield_now().await;
+            d.oom_kill(&s.instance).unwrap();
+            assert_eq!(waiter.await.unwrap(), (137, true), "round {i}");
+            d.destroy(&s.instance, DestroyOptions::purge())
+                .await
+                .unwrap();
+        }
     }
 }
