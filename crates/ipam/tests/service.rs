@@ -374,3 +374,33 @@ async fn concurrent_allocators_never_share_an_address() {
         );
     }
 }
+
+/// A delete that died between its two steps leaves its marker: allocations
+/// refuse the network (no address can slip in) and the next delete finishes.
+#[tokio::test]
+async fn an_interrupted_delete_blocks_allocation_until_finished() {
+    let (store, ipam) = ipam_with(&[network("a", 10, "10.1.0.0/24", &[])]).await;
+    ipam.allocate("a", &id(1), None, 0).await.unwrap();
+    ipam.release(&id(1), 0).await.unwrap();
+    store
+        .put(&keys::network_deleting("a"), b"deleting".to_vec(), None)
+        .await
+        .unwrap();
+    let err = ipam.allocate("a", &id(2), None, 0).await.unwrap_err();
+    assert!(matches!(err, IpamError::NetworkDeleting(_)), "{err:?}");
+    assert!(err.to_string().contains("being deleted"), "{err}");
+    assert_eq!(ipam.lookup(&id(2)).await.unwrap(), None);
+    ipam.delete_network("a").await.unwrap();
+    assert!(store
+        .get(&keys::network_deleting("a"))
+        .await
+        .unwrap()
+        .is_none());
+    ipam.create_network(network("a", 10, "10.1.0.0/24", &[]))
+        .await
+        .unwrap();
+    assert_eq!(
+        ipam.allocate("a", &id(2), None, 0).await.unwrap().ip,
+        ip("10.1.0.2")
+    );
+}
