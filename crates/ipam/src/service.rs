@@ -676,6 +676,43 @@ impl Ipam {
         Ok(out)
     }
 
+    /// Deletes the records of `network` whose quarantine has ended by
+    /// `now_ms`: those addresses are free either way, this keeps listings
+    /// short (the periodic IPAM clean-up). Returns how many were removed.
+    pub async fn expire_quarantine(&self, network: &str, now_ms: UnixMillis) -> Result<usize> {
+        let span = info_span!("ipam.expire_quarantine", network);
+        async {
+            let Some(kv) = self.store.get(&keys::network(network)).await? else {
+                return Err(IpamError::NetworkNotFound(network.to_string()));
+            };
+            let net: Network = json::decode(&kv)?;
+            let quarantine_ms = net.quarantine_secs.saturating_mul(1000);
+            let mut removed = 0;
+            for kv in range_all(&*self.store, &keys::ips_of_network(network)).await? {
+                let (ip, rec) = Rec::decode(&kv)?;
+                if rec.state != IpState::Quarantined
+                    || rec.since_ms.saturating_add(quarantine_ms) > now_ms
+                {
+                    continue;
+                }
+                // Only if nobody took it meanwhile.
+                let txn = Txn::new()
+                    .when(Compare::mod_revision(kv.key.clone(), kv.mod_revision))
+                    .and_then(TxnOp::delete(kv.key.clone()));
+                if self.store.txn(txn).await?.succeeded {
+                    removed += 1;
+                    if let Some(c) = self.lock().get_mut(network) {
+                        c.apply(ip, None);
+                    }
+                }
+            }
+            debug!(removed, "expired quarantine records removed");
+            Ok(removed)
+        }
+        .instrument(span)
+        .await
+    }
+
     /// What this instance's index holds about `ip` on `network` (`None` when
     /// the network is not loaded or `ip` is outside it). For diagnostics.
     pub fn index_slot(&self, network: &str, ip: Ipv4Addr) -> Option<Slot> {

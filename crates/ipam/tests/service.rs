@@ -404,3 +404,36 @@ async fn an_interrupted_delete_blocks_allocation_until_finished() {
         ip("10.1.0.2")
     );
 }
+
+#[tokio::test]
+async fn expired_quarantine_records_are_cleaned_up() {
+    let (_s, ipam) = ipam_with(&[network("a", 10, "10.1.0.0/24", &[])]).await;
+    for i in 0..3 {
+        ipam.allocate("a", &id(i), None, 0).await.unwrap();
+    }
+    ipam.release(&id(0), 0).await.unwrap();
+    ipam.release(&id(1), 200_000).await.unwrap();
+    // At 300 s only the first release has served its 5 minutes.
+    assert_eq!(ipam.expire_quarantine("a", 300_000).await.unwrap(), 1);
+    let states: Vec<_> = ipam
+        .list("a")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.ip, r.state))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (ip("10.1.0.3"), IpState::Quarantined),
+            (ip("10.1.0.4"), IpState::Assigned)
+        ]
+    );
+    assert_eq!(ipam.index_slot("a", ip("10.1.0.2")), Some(Slot::Free));
+    assert_eq!(ipam.expire_quarantine("a", 300_000).await.unwrap(), 0);
+    assert_eq!(ipam.expire_quarantine("a", 500_000).await.unwrap(), 1);
+    assert!(matches!(
+        ipam.expire_quarantine("nope", 0).await,
+        Err(IpamError::NetworkNotFound(_))
+    ));
+}
