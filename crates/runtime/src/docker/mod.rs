@@ -318,7 +318,11 @@ impl Driver for DockerDriver {
                         // Another process created the same name meanwhile
                         // (old engines allow duplicates): undo ours, re-check.
                         warn!(warning = %created.warning, "duplicate docker network created; removing ours");
-                        let _ = self.docker.remove_network(&created.id).await;
+                        if let Err(e) = self.docker.remove_network(&created.id).await {
+                            // Left alone, the duplicate makes the name
+                            // ambiguous for every later lookup.
+                            warn!(id = %created.id, error = %e, "could not remove our duplicate docker network: remove it by id (docker network rm ID)");
+                        }
                         continue;
                     }
                     info!(docker_network = %want.name, subnet = %want.subnet, driver = %want.driver, "created docker network");
