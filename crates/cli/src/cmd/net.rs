@@ -7,7 +7,7 @@ use anyhow::Context;
 use jdos_types::{IpAssignment, IpRange, IpState, Network, Validate};
 
 use super::GlobalOpts;
-use crate::output::Table;
+use crate::output::{age, now_ms, Table};
 
 /// Arguments.
 #[derive(Debug, clap::Args)]
@@ -105,8 +105,9 @@ pub async fn run(a: Args, g: &GlobalOpts) -> anyhow::Result<()> {
         }
         What::Ips { name } => {
             let client = super::client(g)?;
+            let net = client.get_network(&name).await?;
             let ips = client.all_network_ips(&name).await?;
-            super::print(g, &ips, || render_ips(&ips))
+            super::print(g, &ips, || render_ips(&net, &ips, now_ms()))
         }
         What::Delete { name } => {
             let client = super::client(g)?;
@@ -229,19 +230,31 @@ fn render_describe(n: &Network, ips: &[IpAssignment]) -> String {
     );
     if !ips.is_empty() {
         s += "\n";
-        s += &render_ips(ips);
+        s += &render_ips(n, ips, now_ms());
     }
     s
 }
 
-fn render_ips(ips: &[IpAssignment]) -> String {
-    let mut t = Table::new(["IP", "IDENTITY", "STATE", "SINCE_MS"]);
+fn render_ips(n: &Network, ips: &[IpAssignment], now: u64) -> String {
+    let mut t = Table::new(["IP", "IDENTITY", "STATE", "AGE", "REUSABLE"]);
     for a in ips {
+        let reusable = match a.state {
+            IpState::Assigned => "-".to_string(),
+            IpState::Quarantined => {
+                let until = a.since_ms + n.quarantine_secs * 1000;
+                if until <= now {
+                    "now".to_string()
+                } else {
+                    format!("in {}s", (until - now).div_ceil(1000))
+                }
+            }
+        };
         t.row([
             a.ip.to_string(),
             a.identity.to_string(),
             a.state.as_str().to_string(),
-            a.since_ms.to_string(),
+            age(a.since_ms, now),
+            reusable,
         ]);
     }
     if ips.is_empty() {
@@ -267,6 +280,64 @@ mod tests {
         assert!(parse_range("10.0.0.x-10.0.0.2")
             .unwrap_err()
             .contains("not an IPv4"));
+    }
+
+    #[test]
+    fn ips_show_state_age_and_when_reusable() {
+        let n = Network {
+            name: "a".into(),
+            vlan: 1,
+            subnet: "10.0.0.0/24".parse().unwrap(),
+            gateway: Ipv4Addr::new(10, 0, 0, 1),
+            reserved: vec![],
+            zone: "default".into(),
+            switches: vec![],
+            quarantine_secs: 300,
+        };
+        let rec = |last: u8, index: u32, state: IpState, since_ms: u64| IpAssignment {
+            network: "a".into(),
+            ip: Ipv4Addr::new(10, 0, 0, last),
+            identity: format!("shop/production/web/{index}").parse().unwrap(),
+            state,
+            since_ms,
+        };
+        let now = 1_000_000;
+        let ips = [
+            rec(2, 0, IpState::Assigned, now - 90_000),
+            rec(3, 1, IpState::Quarantined, now - 60_000),
+            rec(4, 2, IpState::Quarantined, now - 400_000),
+        ];
+        let out = render_ips(&n, &ips, now);
+        let lines: Vec<Vec<&str>> = out
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(lines[0], ["IP", "IDENTITY", "STATE", "AGE", "REUSABLE"]);
+        assert_eq!(
+            lines[1],
+            ["10.0.0.2", "shop/production/web/0", "assigned", "90s", "-"]
+        );
+        assert_eq!(
+            lines[2],
+            [
+                "10.0.0.3",
+                "shop/production/web/1",
+                "quarantined",
+                "60s",
+                "in",
+                "240s"
+            ]
+        );
+        assert_eq!(
+            lines[3],
+            [
+                "10.0.0.4",
+                "shop/production/web/2",
+                "quarantined",
+                "6m",
+                "now"
+            ]
+        );
     }
 
     #[test]
