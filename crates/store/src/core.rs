@@ -291,7 +291,13 @@ impl Core {
             .collect();
         // The replay must fit: the buffer bound applies to live events only,
         // and the replay itself is bounded by the history size.
-        let (tx, rx) = mpsc::channel(replay.len() + self.limits.watch_buffer);
+        // Saturating and capped: `watch_buffer` is a caller's option, and
+        // tokio panics on a capacity above its semaphore's maximum.
+        let capacity = replay
+            .len()
+            .saturating_add(self.limits.watch_buffer)
+            .min(tokio::sync::Semaphore::MAX_PERMITS);
+        let (tx, rx) = mpsc::channel(capacity);
         for batch in replay {
             // Cannot fail: the channel was sized for the replay.
             let _ = tx.try_send(Ok(batch));
@@ -813,6 +819,16 @@ mod tests {
         assert_eq!(plan.revision, 2);
         assert_eq!(plan.kvs.get("/k"), Some(&None));
         assert_eq!(plan.leases.get(&l), Some(&None));
+    }
+
+    #[test]
+    fn an_unbounded_watch_buffer_option_does_not_panic() {
+        let mut core = Core::new(limits(100, usize::MAX));
+        put(&mut core, "/a", b"1").unwrap();
+        let mut w = core.watch("/", 1).unwrap();
+        put(&mut core, "/a", b"2").unwrap();
+        assert_eq!(w.rx.try_recv().unwrap().unwrap()[0].kv.mod_revision, 1);
+        assert_eq!(w.rx.try_recv().unwrap().unwrap()[0].kv.mod_revision, 2);
     }
 
     #[test]
