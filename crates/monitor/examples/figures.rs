@@ -187,16 +187,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     db.seal_through(T0 + hours * HOUR_MS + INTERVAL_MS)?;
     let s = t.elapsed().as_secs_f64();
-    let disk: u64 = ["blocks", "hourly"]
-        .iter()
-        .flat_map(|d| std::fs::read_dir(dir.join(d)).into_iter().flatten())
-        .filter_map(|e| e.ok()?.metadata().ok())
-        .map(|m| m.len())
-        .sum();
+    let du = |d: &str| -> u64 {
+        std::fs::read_dir(dir.join(d))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    };
+    let (blocks, hourly, log) = (
+        du("blocks"),
+        du("hourly"),
+        std::fs::metadata(dir.join("series.log"))?.len(),
+    );
+    let closed = db.stats().closed_samples as f64;
     println!(
-        "persisted ingest: {total} samples in {s:.3} s = {:.0} samples/s; files {disk} bytes = {:.3} bytes/sample on disk (incl. hourly)",
+        "persisted ingest: {total} samples in {s:.3} s = {:.0} samples/s; on disk: blocks {blocks} B = {:.3} bytes/sample, \
+         hourly {hourly} B = {:.3} bytes/sample, series.log {log} B",
         total as f64 / s,
-        disk as f64 / total as f64
+        blocks as f64 / closed,
+        hourly as f64 / closed
     );
     drop(db);
     let t = Instant::now();
