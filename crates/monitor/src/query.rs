@@ -2,7 +2,7 @@
 //!
 //! Step alignment: the range `[start, end)` is cut into buckets `[start + k·step,
 //! start + (k+1)·step)`; a bucket is labelled by its start. Per series, the samples of a
-//! bucket are reduced by a [`BucketFn`] (last value, mean, max or min); NaN samples
+//! bucket are reduced by a [`BucketFn`] (last value, mean, max, min, or counter rate); NaN samples
 //! (staleness markers) are ignored; a bucket without samples is `None`, it is *not*
 //! filled from the previous bucket. Across series, each bucket's values are combined by an
 //! [`Aggregation`] over the series that have a value there.
@@ -27,6 +27,12 @@ pub enum BucketFn {
     Max,
     /// Smallest sample.
     Min,
+    /// Per-second increase of a counter: for each pair of consecutive samples whose later
+    /// sample falls in the bucket, the increase (the later value itself after a reset, i.e.
+    /// when the value went down) summed and divided by the summed time between them. The
+    /// pair entering a bucket uses the previous sample if it is at most one step before the
+    /// range start. Always read from raw data (hourly points cannot give it).
+    Rate,
 }
 
 /// How the series' bucket values combine.
@@ -135,6 +141,8 @@ impl Acc {
             BucketFn::Mean => self.sum / f64::from(self.count),
             BucketFn::Max => self.max,
             BucketFn::Min => self.min,
+            // Rate buckets are computed by `rate_buckets`, never through `Acc`.
+            BucketFn::Rate => f64::NAN,
         })
     }
 }
@@ -186,6 +194,9 @@ impl Tsdb {
         n: usize,
         f: BucketFn,
     ) -> Vec<Option<f64>> {
+        if f == BucketFn::Rate {
+            return self.rate_buckets(id, start, end, step, n);
+        }
         let mut accs = vec![Acc::EMPTY; n];
         let mut raw_from = start;
         if step % HOUR_MS == 0 && start.rem_euclid(HOUR_MS) == 0 {
@@ -208,6 +219,36 @@ impl Tsdb {
             }
         });
         accs.iter().map(|a| a.value(f)).collect()
+    }
+
+    fn rate_buckets(
+        &self,
+        id: SeriesId,
+        start: i64,
+        end: i64,
+        step: i64,
+        n: usize,
+    ) -> Vec<Option<f64>> {
+        let mut inc = vec![0.0f64; n];
+        let mut dt = vec![0i64; n];
+        let mut prev: Option<(i64, f64)> = None;
+        self.for_each_sample(id, start.saturating_sub(step), end, |s| {
+            if s.v.is_nan() {
+                return;
+            }
+            if let Some((pt, pv)) = prev {
+                if s.t >= start {
+                    let k = bucket_of(s.t, start, step);
+                    inc[k] += if s.v >= pv { s.v - pv } else { s.v };
+                    dt[k] += s.t - pt;
+                }
+            }
+            prev = Some((s.t, s.v));
+        });
+        inc.iter()
+            .zip(&dt)
+            .map(|(&i, &d)| (d > 0).then(|| i * 1000.0 / d as f64))
+            .collect()
     }
 
     /// Ids of the series matching `sel`.
