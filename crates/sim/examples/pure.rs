@@ -1,4 +1,4 @@
-//! `cargo run --release -p jdos-sim --example pure -- [hosts] [containers]`:
+//! `cargo run --release -p jdos-sim --example pure -- [hosts] [containers] [seed]`:
 //! the pure placement loop alone (no store), to separate scheduling cost
 //! from commit cost.
 
@@ -14,12 +14,13 @@ fn main() {
         .collect();
     let hosts = args.first().copied().unwrap_or(6000);
     let containers = args.get(1).copied().unwrap_or(150_000);
-    let estate = Estate::generate(&EstateSpec { hosts, seed: 1 });
+    let seed = args.get(2).copied().unwrap_or(1) as u64;
+    let estate = Estate::generate(&EstateSpec { hosts, seed });
     let policy = ZonePolicy::default();
     let groups = workload::generate(
         &WorkloadSpec {
             containers,
-            seed: 1,
+            seed,
             max_fill_percent: 65,
         },
         &estate,

@@ -6,8 +6,9 @@
 //!   memory, disk_l0..l3, labels
 //! - `network`: name, vlan, zone, switches
 //! - `group`: group, app, datacenter, replicas, unplaced, level, zones,
-//!   network_zone, required_labels, max_per_host, max_per_rack,
-//!   max_per_switch (the caps the scheduler applied; null = none)
+//!   network_zone, required_labels, cpu, memory, disk_l0..l3 (per
+//!   container), max_per_host, max_per_rack, max_per_switch (the caps the
+//!   scheduler applied; null = none), requested (the caps the group set)
 //! - `container`: container, app, group, host, datacenter, switch, rack,
 //!   cpu, memory, disk_l0..l3, max_per_host, max_per_rack, max_per_switch
 
@@ -55,6 +56,14 @@ pub async fn write_dump(
             "network_zone": g.network_zone, "required_labels": g.placement.required_labels,
             "max_per_host": r.caps.max_per_host, "max_per_rack": r.caps.max_per_rack,
             "max_per_switch": r.caps.max_per_switch,
+            "cpu": g.resources.cpu_millis, "memory": g.resources.memory_bytes,
+            "disk_l0": g.resources.disk.l0, "disk_l1": g.resources.disk.l1,
+            "disk_l2": g.resources.disk.l2, "disk_l3": g.resources.disk.l3,
+            "requested": {
+                "max_per_host": g.placement.max_per_host,
+                "max_per_rack": g.placement.max_per_rack,
+                "max_per_switch": g.placement.max_per_switch,
+            },
         });
         writeln!(out, "{line}").map_err(io)?;
     }

@@ -75,12 +75,12 @@ impl Estate {
             let mut dmz_switches = Vec::new();
             for s in 0..switches {
                 let sw = format!("{short}-sw{s:03}");
-                // The prod VLAN reaches most switches; DMZ only a few.
-                if s % 20 != 7 {
-                    prod_switches.push(sw.clone());
-                }
-                if s % 5 == 2 || s % 10 == 7 {
+                // A network zone is an isolation boundary: one switch in ten
+                // carries only the DMZ VLAN, the others the prod VLAN.
+                if s % 10 == 7 {
                     dmz_switches.push(sw.clone());
+                } else {
+                    prod_switches.push(sw.clone());
                 }
                 let zone = zone_of_switch(s);
                 for r in 0..HOSTS_PER_SWITCH / HOSTS_PER_RACK {

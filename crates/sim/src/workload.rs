@@ -1,13 +1,13 @@
 //! A generated workload: apps with heavy-tailed replica counts, mixed sizes
 //! and business levels, split into one group per datacenter.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use jdos_scheduler::rng::SeededRng;
 use jdos_scheduler::{GroupRequest, ZonePolicy};
 use jdos_types::group::{Placement, PlacementStrategy};
 use jdos_types::resources::GIB;
-use jdos_types::{BusinessLevel, GroupKey, Resources};
+use jdos_types::{BusinessLevel, GroupKey, Labels, Resources};
 use serde::{Deserialize, Serialize};
 
 use crate::estate::{Estate, DATACENTERS};
@@ -65,12 +65,51 @@ fn choose<T: Copy>(rng: &mut SeededRng, table: &[(f64, T)]) -> T {
     table[table.len() - 1].1
 }
 
+/// Schedulable hosts per rack per switch of `dc` that pass a group's
+/// static constraints and could hold one container when empty.
+fn feasible_per_switch(
+    estate: &Estate,
+    policy: &ZonePolicy,
+    dc: &str,
+    level: BusinessLevel,
+    network_zone: Option<&str>,
+    labels: &Labels,
+    res: &Resources,
+) -> Vec<Vec<usize>> {
+    let zones = policy.allowed(level);
+    let mut per: BTreeMap<&str, BTreeMap<&str, usize>> = BTreeMap::new();
+    for h in &estate.hosts {
+        let reach = network_zone.is_none_or(|z| {
+            estate
+                .networks
+                .iter()
+                .any(|n| n.zone == z && n.switches.contains(&h.switch))
+        });
+        if h.datacenter == dc
+            && h.schedulable()
+            && zones.contains(&h.resource_zone)
+            && reach
+            && labels.iter().all(|(k, v)| h.labels.get(k) == Some(v))
+            && res.fits_in(&h.capacity)
+        {
+            *per.entry(h.switch.as_str())
+                .or_default()
+                .entry(h.rack.as_str())
+                .or_default() += 1;
+        }
+    }
+    per.into_values()
+        .map(|racks| racks.into_values().collect())
+        .collect()
+}
+
 /// Generates groups totalling exactly `spec.containers` replicas.
 pub fn generate(spec: &WorkloadSpec, estate: &Estate, policy: &ZonePolicy) -> Vec<GroupSpec> {
     let _span = tracing::info_span!("generate_workload", containers = spec.containers).entered();
     let mut rng = SeededRng::new(spec.seed ^ 0x0A55_1E55);
     let cap = estate.cpu_by_zone();
-    let hosts = estate.hosts_by_zone();
+    let mut fit_cache = HashMap::new();
+    let mut dmz_budget: HashMap<(String, String), i128> = HashMap::new();
     let mut budget: BTreeMap<(String, String), i128> = cap
         .iter()
         .map(|(k, v)| {
@@ -113,8 +152,8 @@ pub fn generate(spec: &WorkloadSpec, estate: &Estate, policy: &ZonePolicy) -> Ve
             x if x < 0.95 => Some("prod".to_string()),
             _ => None,
         };
-        // The DMZ VLAN reaches about a fifth of the switches: DMZ apps are
-        // small, as front-end proxies are.
+        // The DMZ VLAN reaches one switch in ten: DMZ apps are small, as
+        // front-end proxies are.
         let dmz = network_zone.as_deref() == Some("dmz");
         if dmz {
             total = total.min(60);
@@ -162,28 +201,93 @@ pub fn generate(spec: &WorkloadSpec, estate: &Estate, policy: &ZonePolicy) -> Ve
                 continue;
             };
             let key = (dc.to_string(), zone.clone());
-            let need = (n as i128) * cpu as i128;
             let room = budget.get(&key).copied().unwrap_or(0);
+            // Hosts that could take this group at all, per switch: the
+            // group must fit under its hard caps with room to spare, else
+            // it stacks more per host, else it shrinks.
+            let fit_key = (
+                dc.to_string(),
+                level,
+                network_zone.clone(),
+                placement.required_labels.clone(),
+                res,
+            );
+            let per_switch = fit_cache
+                .entry(fit_key)
+                .or_insert_with(|| {
+                    feasible_per_switch(
+                        estate,
+                        policy,
+                        dc,
+                        level,
+                        network_zone.as_deref(),
+                        &placement.required_labels,
+                        &res,
+                    )
+                })
+                .clone();
+            let pl_rack_cap = placement.max_per_rack;
+            let mut n = n;
+            let mut per_host = 1u32;
+            let rack_cap = pl_rack_cap.map_or(usize::MAX, |c| c as usize);
+            let placeable = |n: usize, per_host: u32| -> usize {
+                let cap = if per_switch.len() >= 2 {
+                    n.div_ceil(2)
+                } else {
+                    usize::MAX
+                };
+                per_switch
+                    .iter()
+                    .map(|racks| {
+                        racks
+                            .iter()
+                            .map(|&h| (h * per_host as usize).min(rack_cap))
+                            .sum::<usize>()
+                            .min(cap)
+                    })
+                    .sum()
+            };
+            while placeable(n, per_host) * 2 < n * 3 && per_host < 8 {
+                per_host += 1;
+            }
+            while n > 0 && placeable(n, per_host) * 2 < n * 3 {
+                n -= 1;
+            }
+            if n == 0 {
+                continue;
+            }
+            let need = (n as i128) * cpu as i128;
             if need > room {
                 continue;
             }
+            // The DMZ VLAN's few switches get a budget of their own.
+            let dmz_key = (dc.to_string(), "dmz".to_string());
+            if dmz {
+                let dmz_room = *dmz_budget.entry(dmz_key.clone()).or_insert_with(|| {
+                    let cpu: u64 = estate
+                        .hosts
+                        .iter()
+                        .filter(|h| {
+                            h.datacenter == dc
+                                && h.schedulable()
+                                && estate
+                                    .networks
+                                    .iter()
+                                    .any(|n| n.zone == "dmz" && n.switches.contains(&h.switch))
+                        })
+                        .map(|h| h.capacity.cpu_millis)
+                        .sum();
+                    cpu as i128 * spec.max_fill_percent as i128 / 100
+                });
+                if need > dmz_room {
+                    continue;
+                }
+                *dmz_budget.get_mut(&dmz_key).expect("inserted") -= need;
+            }
             *budget.get_mut(&key).expect("checked") -= need;
             let mut pl = placement.clone();
-            let zone_hosts: u32 = zones
-                .iter()
-                .map(|z| {
-                    hosts
-                        .get(&(dc.to_string(), z.clone()))
-                        .copied()
-                        .unwrap_or(0)
-                })
-                .sum();
-            // One per host only while the zone has hosts to spare; bigger
-            // groups may stack a few per host (as large apps did at JD).
-            let reach = if dmz { zone_hosts / 4 } else { zone_hosts };
-            let per_host_room = (reach / 3).max(1);
-            if n as u32 > per_host_room {
-                pl.max_per_host = Some((n as u32).div_ceil(per_host_room));
+            if per_host > 1 {
+                pl.max_per_host = Some(per_host);
             }
             remaining -= n;
             placed_any = true;
