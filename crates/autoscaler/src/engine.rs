@@ -91,6 +91,15 @@ impl Autoscaler {
         &self.forecaster
     }
 
+    /// Feeds past load samples `(time, total group load in metric units)`,
+    /// oldest first, e.g. from the monitoring store after a controller
+    /// restart, so that the predictive mode need not wait for new history.
+    pub fn warm_up(&mut self, history: impl IntoIterator<Item = (UnixMillis, f64)>) {
+        for (at, load) in history {
+            self.forecaster.observe(at, load);
+        }
+    }
+
     /// One sync at `now`: returns the replicas to run and why. The caller is
     /// assumed to apply `desired` (the rate windows count it as done).
     pub fn decide(&mut self, now: UnixMillis, obs: &Observation<'_>) -> Decision {

@@ -10,6 +10,13 @@
 //! * [`engine`]: [`Autoscaler`], which a controller feeds one
 //!   [`Observation`] per sync and whose [`Decision`] it applies and records.
 //! * [`sim`]: replays a load trace on a simulated group and scores a policy.
+//!
+//! A live controller keeps one [`Autoscaler`] per group (per datacenter): on
+//! start it may [`Autoscaler::warm_up`] with the group's recent load from
+//! monitoring, then every `sync_seconds` it builds an [`Observation`] (current
+//! replicas, each live pod's readiness and metric), calls
+//! [`Autoscaler::decide`] with the current time, issues a scale task when
+//! `desired` differs, and records `reason` in the event log.
 
 mod calendar;
 pub mod engine;

@@ -175,3 +175,19 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn warm_up_with_history_enables_the_forecast_at_once() {
+    let mut a = Autoscaler::with_forecast_config(policy("predictive"), cfg());
+    let start = 5 * 4 * 3600;
+    a.warm_up((0..start).step_by(15).map(|t| (t * 1000, cycle(t))));
+    let p = pods(10, cycle(start));
+    let d = a.decide(
+        start * 1000,
+        &Observation {
+            current_replicas: 10,
+            pods: &p,
+        },
+    );
+    assert_eq!(d.mode_used, ModeUsed::Predictive, "{}", d.reason);
+}
