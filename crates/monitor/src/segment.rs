@@ -303,3 +303,185 @@ impl SeriesLog {
         Ok(())
     }
 }
+
+/// Checksum for WAL frames: FNV-style mixing a 64-bit word at a time (8× faster than the
+/// byte-wise FNV on the ingest path; it only has to catch torn or garbled tails).
+pub(crate) fn wal_sum(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut words = data.chunks_exact(8);
+    for w in &mut words {
+        h = (h ^ u64::from_le_bytes(w.try_into().expect("8 bytes")))
+            .wrapping_mul(0x0000_0100_0000_01b3);
+        h ^= h >> 29;
+    }
+    for &b in words.remainder() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// A record of the head write-ahead log.
+pub(crate) enum WalRecord {
+    /// A series created since the last head snapshot.
+    Series(SeriesId, Labels),
+    /// A batch of samples as it was appended.
+    Samples(Vec<(SeriesId, crate::gorilla::Sample)>),
+}
+
+const WAL_SERIES: u8 = 1;
+const WAL_SAMPLES: u8 = 2;
+
+/// Write-ahead log of the head: frames `u32 body length | body | u64 checksum`, body =
+/// `u8 kind | payload`. Written (not fsynced) before each batch is applied, so a process
+/// crash loses nothing; fsync with [`Wal::sync`] bounds what a machine crash can lose.
+/// Emptied whenever the head is snapshotted (window close, `flush_head`).
+pub(crate) struct Wal {
+    path: PathBuf,
+    file: File,
+    buf: Vec<u8>,
+    /// Length of the intact prefix of the file.
+    len: u64,
+}
+
+impl Wal {
+    /// Opens (creating) the log and returns its intact records; a torn tail is cut off.
+    pub fn open(path: &Path) -> io::Result<(Self, Vec<WalRecord>)> {
+        let data = match fs::read(path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        let mut c = Cur::new(&data);
+        let mut good = 0usize;
+        while !c.is_empty() {
+            let Ok(rec) = Self::record(&mut c) else { break };
+            out.push(rec);
+            good = data.len() - c.d.len();
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        if good < data.len() {
+            tracing::warn!(path = %path.display(), good, len = data.len(), "wal: dropping torn tail");
+            file.set_len(good as u64)?;
+            file.sync_all()?;
+        }
+        Ok((
+            Self {
+                path: path.to_path_buf(),
+                file,
+                buf: Vec::new(),
+                len: good as u64,
+            },
+            out,
+        ))
+    }
+
+    fn record(c: &mut Cur<'_>) -> Result<WalRecord, Corrupt> {
+        let body = c.bytes()?;
+        let sum = c.i64()? as u64;
+        if wal_sum(body) != sum {
+            return Err(Corrupt("wal checksum"));
+        }
+        let (&kind, payload) = body.split_first().ok_or(Corrupt("empty wal frame"))?;
+        let mut b = Cur::new(payload);
+        match kind {
+            WAL_SERIES => {
+                let id = b.u32()?;
+                let n = b.u16()? as usize;
+                let mut pairs = Vec::with_capacity(n);
+                for _ in 0..n {
+                    pairs.push((b.str16()?, b.str16()?));
+                }
+                let labels = Labels::from_pairs(pairs).map_err(|_| Corrupt("invalid labels"))?;
+                Ok(WalRecord::Series(id, labels))
+            }
+            WAL_SAMPLES => {
+                let n = b.u32()? as usize;
+                let mut v = Vec::with_capacity(n.min(1 << 20));
+                for _ in 0..n {
+                    let id = b.u32()?;
+                    let t = b.i64()?;
+                    let val = b.f64()?;
+                    v.push((id, crate::gorilla::Sample::new(t, val)));
+                }
+                Ok(WalRecord::Samples(v))
+            }
+            _ => Err(Corrupt("unknown wal record kind")),
+        }
+    }
+
+    fn frame(&mut self, fill: impl FnOnce(&mut Vec<u8>)) {
+        let at = self.buf.len();
+        self.buf.extend_from_slice(&[0; 4]);
+        fill(&mut self.buf);
+        let len = (self.buf.len() - at - 4) as u32;
+        self.buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
+        let sum = wal_sum(&self.buf[at + 4..]);
+        self.buf.extend_from_slice(&sum.to_le_bytes());
+    }
+
+    /// Buffers a series definition.
+    pub fn push_series(&mut self, id: SeriesId, labels: &Labels) {
+        self.frame(|b| {
+            let mut x = Buf(std::mem::take(b));
+            x.0.push(WAL_SERIES);
+            x.u32(id);
+            x.u16(labels.pairs().len() as u16);
+            for (k, v) in labels.pairs() {
+                x.str16(k);
+                x.str16(v);
+            }
+            *b = x.0;
+        });
+    }
+
+    /// Buffers a batch of samples.
+    pub fn push_samples(&mut self, batch: &[(SeriesId, crate::gorilla::Sample)]) {
+        self.frame(|b| {
+            b.reserve(5 + batch.len() * 20);
+            b.push(WAL_SAMPLES);
+            b.extend_from_slice(&(batch.len() as u32).to_le_bytes());
+            for (id, s) in batch {
+                b.extend_from_slice(&id.to_le_bytes());
+                b.extend_from_slice(&s.t.to_le_bytes());
+                b.extend_from_slice(&s.v.to_bits().to_le_bytes());
+            }
+        });
+    }
+
+    /// Writes the buffered frames to the file (page cache; see [`Wal::sync`]).
+    pub fn write(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let r = self.file.write_all(&self.buf);
+        match r {
+            Ok(()) => self.len += self.buf.len() as u64,
+            // Cut a partial frame so later frames are not hidden behind it on replay.
+            Err(_) => {
+                let _ = self.file.set_len(self.len);
+            }
+        }
+        self.buf.clear();
+        r
+    }
+
+    /// Writes and fsyncs.
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.write()?;
+        self.file.sync_data()
+    }
+
+    /// Empties the log (after a head snapshot made its content redundant).
+    pub fn reset(&mut self) -> io::Result<()> {
+        self.buf.clear();
+        self.file.set_len(0)?;
+        self.len = 0;
+        self.file.sync_all()
+    }
+
+    /// The log's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}

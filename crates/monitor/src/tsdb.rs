@@ -9,11 +9,13 @@
 //! Samples older than the end of the last closed window are rejected ([`TsdbError::TooOld`]);
 //! samples not newer than their chunk's last sample are rejected ([`TsdbError::OutOfOrder`]).
 //!
-//! Durability: closed blocks survive a crash. The head lives in memory; [`Tsdb::flush_head`]
-//! (called by [`Tsdb::close`]) snapshots it to `head.snap`, reloaded on open. There is no
-//! write-ahead log yet, so a crash loses the samples appended since the last closed window
-//! or head snapshot (at most `block_ms + close_grace_ms` of data; the server may call
-//! `flush_head` periodically to shorten that).
+//! Durability: closed blocks survive a crash. The head lives in memory and in a write-ahead
+//! log (`head.wal`, [`Options::wal`]): every batch is written to it before being applied,
+//! so a process crash loses nothing; the log is fsynced only by [`Tsdb::sync_wal`], so a
+//! machine crash loses what was appended since the last `sync_wal`, closed window or head
+//! snapshot. [`Tsdb::flush_head`] (called by [`Tsdb::close`] and after a window closes)
+//! snapshots the head to `head.snap` and empties the log. Without the WAL, a crash loses
+//! the head (at most `block_ms + close_grace_ms` of data).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -23,7 +25,7 @@ use std::path::{Path, PathBuf};
 use crate::downsample::{hourly, HourlyPoint, HOUR_MS};
 use crate::gorilla::{Chunk, ChunkEncoder, Sample};
 use crate::labels::{Index, Labels, LabelsError, SeriesId};
-use crate::segment::{self, Buf, Cur, SeriesLog};
+use crate::segment::{self, Buf, Cur, SeriesLog, Wal, WalRecord};
 
 /// Earliest timestamp a [`Tsdb`] stores (−2^62 ms, ~146 million years before 1970); the
 /// bound keeps window arithmetic free of overflow. Chunks themselves accept any `i64`.
@@ -42,6 +44,8 @@ pub struct Options {
     pub raw_retention_ms: i64,
     /// Hourly points older than this are dropped (default 400 days; must be ≥ raw retention).
     pub hourly_retention_ms: i64,
+    /// Keep a write-ahead log of the head (`head.wal`) when persistent (default true).
+    pub wal: bool,
 }
 
 impl Default for Options {
@@ -51,6 +55,7 @@ impl Default for Options {
             close_grace_ms: 10 * 60_000,
             raw_retention_ms: 15 * 24 * HOUR_MS,
             hourly_retention_ms: 400 * 24 * HOUR_MS,
+            wal: true,
         }
     }
 }
@@ -206,6 +211,7 @@ pub struct Tsdb {
     opts: Options,
     dir: Option<PathBuf>,
     series_log: Option<SeriesLog>,
+    wal: Option<Wal>,
     /// Ids below this are in the series log.
     logged_series: usize,
     pub(crate) index: Index,
@@ -222,6 +228,12 @@ impl std::fmt::Debug for SeriesLog {
     }
 }
 
+impl std::fmt::Debug for Wal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Wal({})", self.path().display())
+    }
+}
+
 impl Tsdb {
     /// A database without persistence (tests, benchmarks, the simulator).
     pub fn in_memory(opts: Options) -> Result<Self, TsdbError> {
@@ -230,6 +242,7 @@ impl Tsdb {
             opts,
             dir: None,
             series_log: None,
+            wal: None,
             logged_series: 0,
             index: Index::default(),
             heads: BTreeMap::new(),
@@ -323,6 +336,34 @@ impl Tsdb {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err("read", &snap)(e)),
         }
+        if db.opts.wal {
+            let wal_path = dir.join("head.wal");
+            let (wal, records) = Wal::open(&wal_path).map_err(io_err("open", &wal_path))?;
+            let mut replayed = 0u64;
+            for rec in records {
+                match rec {
+                    WalRecord::Series(id, labels) => {
+                        if db.index.get_or_insert(&labels).0 != id {
+                            return Err(TsdbError::Corrupt {
+                                path: wal_path,
+                                reason: "series id does not match the index",
+                            });
+                        }
+                    }
+                    WalRecord::Samples(batch) => {
+                        for (id, s) in batch {
+                            // Samples already in the snapshot or in closed blocks, and
+                            // samples rejected when first appended, are rejected again.
+                            if db.append_inner(id, s.t, s.v).is_ok() {
+                                replayed += 1;
+                            }
+                        }
+                    }
+                }
+            }
+            tracing::info!(replayed, "wal replayed");
+            db.wal = Some(wal);
+        }
         db.dir = Some(dir);
         tracing::info!(
             series = db.index.len(),
@@ -347,7 +388,33 @@ impl Tsdb {
     /// Id for `labels`, creating the series if new. Callers (the ingest path) cache it and
     /// append by id, as Prometheus appenders do with series refs.
     pub fn series(&mut self, labels: &Labels) -> SeriesId {
-        self.index.get_or_insert(labels).0
+        let (id, new) = self.index.get_or_insert(labels);
+        if new {
+            if let Some(wal) = self.wal.as_mut() {
+                // Buffered; written ahead of the next samples.
+                wal.push_series(id, labels);
+            }
+        }
+        id
+    }
+
+    /// Fsyncs the write-ahead log, bounding what a machine crash can lose (a process crash
+    /// loses nothing already appended). No-op without a WAL.
+    pub fn sync_wal(&mut self) -> Result<(), TsdbError> {
+        if let Some(wal) = self.wal.as_mut() {
+            let p = wal.path().to_path_buf();
+            wal.sync().map_err(io_err("sync", &p))?;
+        }
+        Ok(())
+    }
+
+    fn wal_write(&mut self, batch: &[(SeriesId, Sample)]) -> Result<(), TsdbError> {
+        if let Some(wal) = self.wal.as_mut() {
+            wal.push_samples(batch);
+            let p = wal.path().to_path_buf();
+            wal.write().map_err(io_err("write", &p))?;
+        }
+        Ok(())
     }
 
     /// Start of the window holding `t`.
@@ -403,6 +470,7 @@ impl Tsdb {
     /// If closing fails (I/O), the sample is stored and the window stays open; the error is
     /// returned and closing is retried on the next append.
     pub fn append(&mut self, id: SeriesId, t: i64, v: f64) -> Result<(), TsdbError> {
+        self.wal_write(&[(id, Sample::new(t, v))])?;
         self.append_inner(id, t, v)?;
         self.close_due()
     }
@@ -413,6 +481,8 @@ impl Tsdb {
         &mut self,
         batch: &[(SeriesId, Sample)],
     ) -> Result<AppendSummary, TsdbError> {
+        // Logged before it is applied; if the log write fails nothing is applied.
+        self.wal_write(batch)?;
         let mut sum = AppendSummary::default();
         for &(id, s) in batch {
             match self.append_inner(id, s.t, s.v) {
@@ -430,12 +500,19 @@ impl Tsdb {
 
     /// Closes every open window whose end + grace is at or before the newest sample.
     fn close_due(&mut self) -> Result<(), TsdbError> {
+        let mut closed = false;
         while let Some((&start, _)) = self.heads.first_key_value() {
             let end = start + self.opts.block_ms;
             if self.max_t < end.saturating_add(self.opts.close_grace_ms) {
                 break;
             }
             self.close_window(start)?;
+            closed = true;
+        }
+        if closed && self.wal.is_some() {
+            // The WAL still holds the closed window's samples: snapshot the (now small)
+            // head and empty the log.
+            self.flush_head()?;
         }
         Ok(())
     }
@@ -443,11 +520,16 @@ impl Tsdb {
     /// Closes every open window ending at or before `t`, regardless of grace (e.g. on a
     /// controlled shutdown or in tests).
     pub fn seal_through(&mut self, t: i64) -> Result<(), TsdbError> {
+        let mut closed = false;
         while let Some((&start, _)) = self.heads.first_key_value() {
             if start + self.opts.block_ms > t {
                 break;
             }
             self.close_window(start)?;
+            closed = true;
+        }
+        if closed && self.wal.is_some() {
+            self.flush_head()?;
         }
         Ok(())
     }
@@ -532,7 +614,12 @@ impl Tsdb {
             segment::put_chunks(&mut b, start, start + self.opts.block_ms, &chunks);
         }
         let p = self.dir.as_ref().expect("checked").join("head.snap");
-        segment::write_atomic(&p, segment::HEAD_MAGIC, &b.0).map_err(io_err("write", &p))
+        segment::write_atomic(&p, segment::HEAD_MAGIC, &b.0).map_err(io_err("write", &p))?;
+        if let Some(wal) = self.wal.as_mut() {
+            let p = wal.path().to_path_buf();
+            wal.reset().map_err(io_err("truncate", &p))?;
+        }
+        Ok(())
     }
 
     /// Snapshots the head and releases the database.

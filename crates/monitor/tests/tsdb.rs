@@ -413,16 +413,23 @@ fn retention_drops_raw_then_hourly_and_reports_use_hourly_meanwhile() {
     assert!(db.hourly_points(id, 0, 2 * HOUR_MS).is_empty());
 }
 
+fn no_wal() -> Options {
+    Options {
+        wal: false,
+        ..Options::default()
+    }
+}
+
 #[test]
-fn reopen_restores_closed_blocks_and_loses_only_the_unsnapshotted_head() {
+fn without_wal_reopen_restores_closed_blocks_and_loses_only_the_unsnapshotted_head() {
     let dir = tempfile::tempdir().unwrap();
     let accepted;
     {
-        let mut db = Tsdb::open(dir.path(), Options::default()).unwrap();
+        let mut db = Tsdb::open(dir.path(), no_wal()).unwrap();
         accepted = fixture(&mut db, 5);
         // Dropped without close(): simulates a crash after the last closed window.
     }
-    let db = Tsdb::open(dir.path(), Options::default()).unwrap();
+    let db = Tsdb::open(dir.path(), no_wal()).unwrap();
     assert_eq!(db.closed_until(), 6 * HOUR_MS);
     assert_eq!(db.index().len(), 12);
     for (&id, samples) in &accepted {
@@ -436,10 +443,55 @@ fn reopen_restores_closed_blocks_and_loses_only_the_unsnapshotted_head() {
         assert_eq!(
             got.len(),
             closed.len(),
-            "head samples are lost without a snapshot"
+            "head samples are lost without WAL or snapshot"
         );
         assert!(got.iter().zip(&closed).all(|(a, b)| a.same_bits(b)));
     }
+}
+
+#[test]
+fn with_wal_a_crash_loses_nothing_and_a_torn_wal_tail_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let accepted;
+    {
+        let mut db = Tsdb::open(dir.path(), Options::default()).unwrap();
+        accepted = fixture(&mut db, 5);
+        // A series created after the last window closed lives only in the WAL.
+        let late = db.series(&labels(50));
+        db.append(late, 7 * HOUR_MS + 5, 2.5).unwrap();
+        // Dropped without close(): a process crash.
+    }
+    let wal = dir.path().join("head.wal");
+    assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+    {
+        let db = Tsdb::open(dir.path(), Options::default()).unwrap();
+        for (&id, samples) in &accepted {
+            let got = db.range(id, i64::MIN, i64::MAX);
+            assert_eq!(got.len(), samples.len());
+            assert!(got.iter().zip(samples).all(|(a, b)| a.same_bits(b)));
+        }
+        assert_eq!(db.index().labels(12), Some(&labels(50)));
+        assert_eq!(
+            db.range(12, 0, i64::MAX),
+            vec![Sample::new(7 * HOUR_MS + 5, 2.5)]
+        );
+    }
+    // Garbage after the last frame (a torn write) is cut; the intact frames still replay.
+    let mut data = std::fs::read(&wal).unwrap();
+    let good = data.len();
+    data.extend_from_slice(&[200, 1, 0, 0, 2, 9, 9]);
+    std::fs::write(&wal, &data).unwrap();
+    let db = Tsdb::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(std::fs::metadata(&wal).unwrap().len() as usize, good);
+    assert_eq!(db.range(12, 0, i64::MAX).len(), 1);
+    // Closing the next window snapshots the head and empties the WAL.
+    let mut db = db;
+    db.append(12, 8 * HOUR_MS + 11 * MIN, 3.0).unwrap();
+    assert_eq!(db.closed_until(), 8 * HOUR_MS);
+    assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
+    drop(db);
+    let db = Tsdb::open(dir.path(), Options::default()).unwrap();
+    assert_eq!(db.range(12, 0, i64::MAX).len(), 2);
 }
 
 #[test]
