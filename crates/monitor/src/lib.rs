@@ -3,11 +3,13 @@
 //! - [`gorilla`]: the Gorilla chunk codec (delta-of-delta timestamps, XOR values) over a
 //!   hand-written [`bits`] writer/reader.
 //! - [`Tsdb`]: series index (metric name + sorted labels → [`SeriesId`], postings per label
-//!   value), head chunks per 2-hour window, closed blocks persisted as checksummed files,
-//!   retention, hourly downsampling (count/sum/min/max/last per series and hour).
+//!   value), head chunks per 2-hour window with a write-ahead log, closed blocks persisted
+//!   as checksummed files, retention, hourly downsampling (count/sum/min/max/last per series
+//!   and hour).
 //! - [`synth`]: synthetic container metrics shaped like cgroup readouts (benchmarks, demos).
 //! - [`query`]: raw ranges per series and aggregations (sum, avg, max, min, p95) over a
-//!   [`Selector`] at a step.
+//!   [`Selector`] at a step, each series first reduced per bucket (last, mean, max, min or
+//!   counter rate).
 //!
 //! ```
 //! use jdos_monitor::{Aggregation, BucketFn, Labels, Options, RangeQuery, Sample, Selector, Tsdb};
