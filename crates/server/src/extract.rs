@@ -1,4 +1,4 @@
-//! Extractors that answer malformed input with a JSON [`ApiError`] body
+//! Extractors that answer malformed input with a JSON [`ApiError`](jdos_types::ApiError) body
 //! instead of axum's plain-text rejections.
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};

@@ -26,10 +26,17 @@ pub mod topology;
 
 /// Every route of the server.
 ///
-/// To add a resource: write `src/api/<resource>.rs` with a
-/// `pub fn routes() -> Vec<Route>` (see `hosts.rs`), declare it with `pub mod`
-/// above, and add one `.chain(<resource>::routes())` line here. The router
-/// and `/api/v1/openapi.json` both come from this list.
+/// To add a resource (e.g. the IPAM engineer's `networks.rs`): write
+/// `src/api/<resource>.rs` with a `pub fn routes() -> Vec<Route>` (see
+/// `hosts.rs`: handlers take `State<AppState>`, the [`Caller`](crate::auth::Caller)
+/// extractor, [`ApiJson`](crate::extract::ApiJson) / `ApiPath` / `ApiQuery`,
+/// return `Result<_, HttpError>`, and write through
+/// [`AppState::mutate`](crate::state::AppState::mutate) inside
+/// [`AppState::audited`](crate::state::AppState::audited) so that the event is
+/// recorded), implement [`Documented`] for its bodies (samples in the same
+/// file are fine), declare it with `pub mod` above, and replace the
+/// commented `networks` line below with one `.chain(<resource>::routes())`.
+/// The router and `/api/v1/openapi.json` both come from this list.
 pub fn routes() -> Vec<Route> {
     meta::routes()
         .into_iter()
