@@ -259,3 +259,26 @@ async fn revoked_tokens_stop_working_and_the_last_admin_stays() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.json()["field"], "department");
 }
+
+#[tokio::test]
+async fn every_route_the_table_marks_private_refuses_anonymous_calls() {
+    let a = api().await;
+    let before = a.revision().await;
+    for r in jdos_server::api::routes() {
+        let path = r.path.replace("{name}", "x").replace("{id}", "x");
+        let body = r.request.as_ref().map(|_| "{}".to_string());
+        let resp = a.raw(r.method.as_str(), &path, None, body).await;
+        if r.auth {
+            assert_eq!(
+                resp.status,
+                StatusCode::UNAUTHORIZED,
+                "{r:?}: {}",
+                resp.text
+            );
+            assert_eq!(resp.json()["code"], "unauthorized");
+        } else {
+            assert_eq!(resp.status, StatusCode::OK, "{r:?}");
+        }
+    }
+    assert_eq!(a.revision().await, before);
+}
