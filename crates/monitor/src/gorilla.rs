@@ -304,8 +304,10 @@ impl ChunkIter<'_> {
         };
         self.delta = self.delta.wrapping_add(dod);
         self.t = self.t.wrapping_add(self.delta);
-        if self.r.read_bit()? {
-            if self.r.read_bit()? {
+        // '0' same value, '10' reuse the window, '11' new window: one peek for the prefix.
+        let control = self.r.read_unary(2)?;
+        if control > 0 {
+            if control == 2 {
                 self.lz = self.r.read_bits(5)? as u32;
                 let mut sig = self.r.read_bits(6)? as u32;
                 if sig == 0 {

@@ -741,6 +741,11 @@ impl Tsdb {
             if c.is_empty() || c.last_t() < start || c.first_t() >= end {
                 return;
             }
+            if c.first_t() >= start && c.last_t() < end {
+                // Wholly inside the range (the common case): no per-sample bounds checks.
+                c.iter().for_each(&mut f);
+                return;
+            }
             for s in c.iter() {
                 if s.t >= end {
                     break;
