@@ -259,6 +259,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         db.select(&sel).len(),
         db.index().len()
     );
+    {
+        // The same alignment work on one thread, timed with precise per-thread CPU.
+        let ids = db.select(&sel);
+        let (run0, wait0) = thread_sched();
+        let t = Instant::now();
+        let mut cells = 0usize;
+        for &id in &ids {
+            cells += db
+                .bucketize(id, T0, day_end, 60_000, BucketFn::Mean)?
+                .iter()
+                .flatten()
+                .count();
+        }
+        let (run1, wait1) = thread_sched();
+        println!(
+            "align 200 series x 1 day to 1-min means on one thread: {cells} cells, wall {:.2} ms, CPU {:.2} ms, waited {:.2} ms",
+            t.elapsed().as_secs_f64() * 1e3,
+            (run1 - run0) as f64 / 1e6,
+            (wait1 - wait0) as f64 / 1e6
+        );
+    }
     for (label, step, bucket, agg) in [
         (
             "sum of 1-min means",

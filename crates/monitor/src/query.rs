@@ -289,21 +289,69 @@ impl Tsdb {
                 .map(|&id| self.bucketize_unchecked(id, q.start, q.end, q.step, n, q.bucket))
                 .collect()
         };
-        let mut out = Vec::with_capacity(n);
-        let mut vals: Vec<f64> = Vec::with_capacity(rows.len());
-        for k in 0..n {
-            vals.clear();
-            vals.extend(rows.iter().filter_map(|r| r[k]));
-            if let Some(value) = aggregate(q.aggregation, &mut vals) {
-                out.push(Point {
-                    t: q.start + k as i64 * q.step,
-                    value,
-                    series: vals.len() as u32,
-                });
+        Ok(combine(q, n, &rows))
+    }
+}
+
+/// Combines the per-series rows bucket by bucket. Rows are walked one after the other (not
+/// column by column) so memory is read sequentially; values enter each bucket in row order,
+/// as [`aggregate`] would see them.
+fn combine(q: &RangeQuery, n: usize, rows: &[Vec<Option<f64>>]) -> Vec<Point> {
+    let mut count = vec![0u32; n];
+    let point = |k: usize, value: f64, series: u32| Point {
+        t: q.start + k as i64 * q.step,
+        value,
+        series,
+    };
+    if q.aggregation == Aggregation::P95 {
+        // Transpose into per-bucket columns, then select the rank in each.
+        let r = rows.len();
+        let mut cols = vec![0.0f64; n * r];
+        for row in rows {
+            for (k, v) in row.iter().enumerate() {
+                if let Some(v) = v {
+                    cols[k * r + count[k] as usize] = *v;
+                    count[k] += 1;
+                }
             }
         }
-        Ok(out)
+        return (0..n)
+            .filter_map(|k| {
+                let c = count[k] as usize;
+                aggregate(Aggregation::P95, &mut cols[k * r..k * r + c])
+                    .map(|v| point(k, v, c as u32))
+            })
+            .collect();
     }
+    let init = match q.aggregation {
+        Aggregation::Max => f64::NEG_INFINITY,
+        Aggregation::Min => f64::INFINITY,
+        _ => 0.0,
+    };
+    let mut acc = vec![init; n];
+    for row in rows {
+        for (k, v) in row.iter().enumerate() {
+            if let Some(v) = *v {
+                count[k] += 1;
+                acc[k] = match q.aggregation {
+                    Aggregation::Max => acc[k].max(v),
+                    Aggregation::Min => acc[k].min(v),
+                    _ => acc[k] + v,
+                };
+            }
+        }
+    }
+    (0..n)
+        .filter(|&k| count[k] > 0)
+        .map(|k| {
+            let v = if q.aggregation == Aggregation::Avg {
+                acc[k] / f64::from(count[k])
+            } else {
+                acc[k]
+            };
+            point(k, v, count[k])
+        })
+        .collect()
 }
 
 /// Combines values with `agg`; `None` for no values. Reorders `vals` (for P95).
