@@ -131,6 +131,9 @@ pub enum ServerError {
     /// Seeding the dev topology or another startup write was refused.
     #[error("{0}")]
     Api(#[from] HttpError),
+    /// The IPAM index could not be rebuilt from the store at start-up.
+    #[error("ipam: {0}")]
+    Ipam(#[from] jdos_ipam::IpamError),
     /// The HTTP server failed.
     #[error("http server: {0}")]
     Serve(std::io::Error),

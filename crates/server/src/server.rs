@@ -147,6 +147,15 @@ pub async fn start_with_store(
         source,
     })?;
     let admin_token = bootstrap_admin(&state, Some(&config.data_dir)).await?;
+    // The allocator's index must hold every assigned address before the
+    // first request can allocate one.
+    let started = std::time::Instant::now();
+    let records = state.ipam().rebuild().await?;
+    tracing::info!(
+        records,
+        ms = started.elapsed().as_millis() as u64,
+        "ipam index rebuilt"
+    );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| ServerError::Bind {
@@ -156,6 +165,7 @@ pub async fn start_with_store(
     let addr = listener.local_addr().map_err(ServerError::Serve)?;
     let (stop, mut stopped) = watch::channel(false);
     let app = api::router(state.clone());
+    tokio::spawn(sweep_quarantine(state.clone(), stop.subscribe()));
     let handle_signals = config.handle_signals;
     let task = tokio::spawn(async move {
         let signal = async move {
@@ -179,6 +189,36 @@ pub async fn start_with_store(
         stop,
         task,
     })
+}
+
+/// How often released addresses whose quarantine ended are cleaned up.
+const QUARANTINE_SWEEP: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The periodic IPAM clean-up: drops quarantine records that have expired,
+/// so listings stay short. Expired addresses are allocatable either way.
+async fn sweep_quarantine(state: AppState, mut stopped: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stopped.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(QUARANTINE_SWEEP) => {}
+        }
+        let networks = match state.ipam().list_networks().await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "quarantine sweep: cannot list networks");
+                continue;
+            }
+        };
+        for net in networks {
+            if let Err(e) = state
+                .ipam()
+                .expire_quarantine(&net.name, state.now_ms())
+                .await
+            {
+                tracing::warn!(network = %net.name, error = %e, "quarantine sweep failed");
+            }
+        }
+    }
 }
 
 async fn os_signal() {

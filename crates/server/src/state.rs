@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use jdos_ipam::Ipam;
 use jdos_store::Store;
 use jdos_types::UnixMillis;
 
@@ -24,6 +25,7 @@ pub fn system_clock() -> Clock {
 
 struct Inner {
     store: Arc<dyn Store>,
+    ipam: Arc<Ipam>,
     events: EventRecorder,
     metrics: Metrics,
     clock: Clock,
@@ -56,6 +58,7 @@ impl AppState {
     pub fn with_clock(store: Arc<dyn Store>, clock: Clock) -> Self {
         AppState {
             inner: Arc::new(Inner {
+                ipam: Arc::new(Ipam::new(store.clone())),
                 store,
                 events: EventRecorder::new(),
                 metrics: Metrics::new(),
@@ -72,6 +75,12 @@ impl AppState {
     /// The store, shared.
     pub fn store_arc(&self) -> Arc<dyn Store> {
         self.inner.store.clone()
+    }
+
+    /// The address allocator: one per server, its index rebuilt from the
+    /// store at start-up (see [`crate::start_with_store`]).
+    pub fn ipam(&self) -> &Arc<Ipam> {
+        &self.inner.ipam
     }
 
     /// The event recorder.

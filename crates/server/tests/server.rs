@@ -255,3 +255,39 @@ async fn two_replicas_on_one_store_share_one_event_sequence() {
         32
     );
 }
+
+#[tokio::test]
+async fn restart_rebuilds_the_ipam_index_before_serving() {
+    use jdos_ipam::Slot;
+    use jdos_types::{GroupKey, InstanceId, Network};
+
+    let dir = tempfile::tempdir().unwrap();
+    let h = start(config(dir.path())).await.unwrap();
+    let net = Network {
+        name: "prod-a".into(),
+        vlan: 100,
+        subnet: "10.77.0.0/24".parse().unwrap(),
+        gateway: "10.77.0.1".parse().unwrap(),
+        reserved: vec![],
+        zone: "prod".into(),
+        switches: vec!["sw1".into()],
+        quarantine_secs: 300,
+    };
+    let ipam = h.state().ipam().clone();
+    ipam.create_network(net).await.unwrap();
+    let id = InstanceId::new(&GroupKey::new("shop", "production", "web"), 0);
+    let ip = ipam.allocate("prod-a", &id, None, 1_000).await.unwrap().ip;
+    drop(ipam);
+    h.shutdown().await;
+
+    // A fresh process: the index holds the address before any request
+    // touched the network, and the identity gets its address back.
+    let h = start(config(dir.path())).await.unwrap();
+    let ipam = h.state().ipam().clone();
+    assert_eq!(ipam.index_slot("prod-a", ip), Some(Slot::Assigned));
+    assert_eq!(
+        ipam.allocate("prod-a", &id, None, 2_000).await.unwrap().ip,
+        ip
+    );
+    h.shutdown().await;
+}

@@ -7,7 +7,7 @@
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::Json;
-use jdos_ipam::{Ipam, IpamError};
+use jdos_ipam::IpamError;
 use jdos_types::api::ListResponse;
 use jdos_types::{keys, InstanceId, IpAssignment, IpRange, IpState, Network, Role};
 
@@ -89,7 +89,7 @@ async fn create_handler(
 /// Creates a network; the change and its event commit in one transaction.
 #[tracing::instrument(skip_all, fields(network = %net.name))]
 pub async fn create(st: &AppState, caller: &Caller, net: Network) -> Result<Network, HttpError> {
-    let ipam = Ipam::new(st.store_arc());
+    let ipam = st.ipam();
     st.mutate(|| {
         let (ipam, net) = (&ipam, &net);
         async move {
@@ -133,7 +133,7 @@ async fn get_handler(
     _caller: Caller,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<Network>, HttpError> {
-    let ipam = Ipam::new(st.store_arc());
+    let ipam = st.ipam();
     match ipam.get_network(&name).await.map_err(http)? {
         Some(n) => Ok(Json(n)),
         None => Err(HttpError::not_found("network", &name)),
@@ -157,7 +157,7 @@ async fn delete_handler(
 /// with it); the delete and its event commit in one transaction.
 #[tracing::instrument(skip(st, caller))]
 pub async fn delete(st: &AppState, caller: &Caller, name: &str) -> Result<Network, HttpError> {
-    let ipam = Ipam::new(st.store_arc());
+    let ipam = st.ipam();
     st.mutate(|| {
         let ipam = &ipam;
         async move {
@@ -176,6 +176,7 @@ pub async fn delete(st: &AppState, caller: &Caller, name: &str) -> Result<Networ
         }
     })
     .await
+    .inspect(|_| ipam.forget(name))
 }
 
 async fn ips_handler(
