@@ -304,10 +304,9 @@ impl ChunkIter<'_> {
         };
         self.delta = self.delta.wrapping_add(dod);
         self.t = self.t.wrapping_add(self.delta);
-        // '0' same value, '10' reuse the window, '11' new window: one peek for the prefix.
-        let control = self.r.read_unary(2)?;
-        if control > 0 {
-            if control == 2 {
+        // '0' same value, '10' reuse the window, '11' new window.
+        if self.r.read_bit()? {
+            if self.r.read_bit()? {
                 self.lz = self.r.read_bits(5)? as u32;
                 let mut sig = self.r.read_bits(6)? as u32;
                 if sig == 0 {
