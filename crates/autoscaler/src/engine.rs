@@ -194,10 +194,16 @@ impl Autoscaler {
                     }
                     wanted.max(limit)
                 } else {
-                    note = format!(
-                        "; forecast ratio {forecast_ratio:.2} within tolerance {:.2}, keep {current}",
-                        p.tolerance
-                    );
+                    if now_wanted > current {
+                        note = format!(
+                            "; forecast ratio {forecast_ratio:.2} within tolerance {:.2}, keep {current}",
+                            p.tolerance
+                        );
+                    } else if now_wanted < current {
+                        note = format!(
+                            "; scale-in held (forecast ratio {forecast_ratio:.2}, hpa recommends {reactive}), keep {current}"
+                        );
+                    }
                     current
                 };
                 (
