@@ -480,6 +480,11 @@ impl Wal {
         self.file.sync_all()
     }
 
+    /// Bytes in the file (written frames).
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
     /// The log's path.
     pub fn path(&self) -> &Path {
         &self.path

@@ -46,6 +46,10 @@ pub struct Options {
     pub hourly_retention_ms: i64,
     /// Keep a write-ahead log of the head (`head.wal`) when persistent (default true).
     pub wal: bool,
+    /// When the WAL grows past this many bytes (20 per sample), the head is snapshotted
+    /// (~1.3 bytes per sample) and the WAL emptied, bounding disk use and replay time
+    /// (default 64 MiB).
+    pub wal_max_bytes: u64,
 }
 
 impl Default for Options {
@@ -56,6 +60,7 @@ impl Default for Options {
             raw_retention_ms: 15 * 24 * HOUR_MS,
             hourly_retention_ms: 400 * 24 * HOUR_MS,
             wal: true,
+            wal_max_bytes: 64 << 20,
         }
     }
 }
@@ -509,9 +514,13 @@ impl Tsdb {
             self.close_window(start)?;
             closed = true;
         }
-        if closed && self.wal.is_some() {
-            // The WAL still holds the closed window's samples: snapshot the (now small)
-            // head and empty the log.
+        let wal_full = self
+            .wal
+            .as_ref()
+            .is_some_and(|w| w.len() > self.opts.wal_max_bytes);
+        if (closed && self.wal.is_some()) || wal_full {
+            // The WAL holds samples now in blocks, or has grown large: snapshot the head
+            // (compressed) and empty the log.
             self.flush_head()?;
         }
         Ok(())

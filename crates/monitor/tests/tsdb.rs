@@ -628,3 +628,32 @@ fn rate_of_a_counter_with_a_reset() {
         .unwrap();
     assert_eq!(r, vec![Some(10.0)]);
 }
+
+#[test]
+fn a_full_wal_triggers_a_head_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        wal_max_bytes: 4096,
+        ..Options::default()
+    };
+    let wal = dir.path().join("head.wal");
+    let mut db = Tsdb::open(dir.path(), opts.clone()).unwrap();
+    let id = db.series(&labels(0));
+    let mut max_wal = 0;
+    for i in 0..1000i64 {
+        db.append(id, i * 1000, i as f64).unwrap();
+        max_wal = max_wal.max(std::fs::metadata(&wal).unwrap().len());
+    }
+    // One sample per frame is 4 + 1 + 4 + 20 + 8 = 37 bytes; the WAL never passes the cap by
+    // more than one frame.
+    assert!(max_wal <= 4096 + 37, "wal reached {max_wal}");
+    assert!(dir.path().join("head.snap").exists());
+    drop(db);
+    let db = Tsdb::open(dir.path(), opts).unwrap();
+    let got = db.range(id, 0, i64::MAX);
+    assert_eq!(got.len(), 1000);
+    assert!(got
+        .iter()
+        .enumerate()
+        .all(|(i, s)| s.t == i as i64 * 1000 && s.v == i as f64));
+}
