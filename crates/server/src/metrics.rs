@@ -112,6 +112,26 @@ pub fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// The method as a metric label: the standard methods by name, anything else
+/// as `other`. HTTP allows any token as a method and the label set must stay
+/// bounded, or anonymous requests with made-up methods grow the tables (and
+/// every scrape) without limit.
+pub fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
 /// Middleware counting every request and timing it.
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
@@ -119,7 +139,7 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
-    let method = req.method().as_str().to_string();
+    let method = method_label(req.method()).to_string();
     let span = tracing::debug_span!("request", %method, %route);
     let resp = tracing::Instrument::instrument(next.run(req), span).await;
     state.metrics().observe(

@@ -6,6 +6,8 @@ mod common;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use axum::http::StatusCode;
+
 use jdos_server::dev::{self, DevTopology};
 use jdos_server::{api, start, AppState, ServerConfig};
 use jdos_store::{MemoryStore, Store};
@@ -190,6 +192,19 @@ async fn metrics_expose_requests_latency_hosts_and_revision() {
     }
     let rev = a.revision().await;
     assert!(m.contains(&format!("jdos_store_revision {rev}")), "{m}");
+}
+
+#[tokio::test]
+async fn made_up_methods_do_not_grow_the_metric_labels() {
+    let a = common::api().await;
+    for i in 0..50 {
+        let r = a.raw(&format!("X{i}"), "/healthz", None, None).await;
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{}", r.text);
+    }
+    let m = a.raw("GET", "/metrics", None, None).await.text;
+    assert!(!m.contains("method=\"X0\""), "{m}");
+    let line = "jdos_http_requests_total{route=\"/healthz\",method=\"other\",status=\"405\"} 50";
+    assert!(m.lines().any(|l| l == line), "missing {line:?} in\n{m}");
 }
 
 #[tokio::test]
