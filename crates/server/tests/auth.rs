@@ -282,3 +282,59 @@ async fn every_route_the_table_marks_private_refuses_anonymous_calls() {
     }
     assert_eq!(a.revision().await, before);
 }
+
+#[tokio::test]
+async fn a_developer_describing_a_host_sees_only_its_departments_containers() {
+    let a = api().await;
+    let r = a.register(&a.admin, "h1", "dc1", "sw1", "r1").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    for (app, dept) in [("ledger", "finance"), ("shop", "retail")] {
+        let r = a.post("/api/v1/apps", &a.admin, app_body(app, dept)).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    // Two containers placed on h1, one per department (written as the
+    // scheduler's commit would: container records plus the allocation).
+    let container = |app: &str| {
+        json!({"id": {"app": app, "env": "production", "group": "web", "index": 0},
+            "datacenter": "dc1", "host": "h1", "image": format!("registry/{app}:1"),
+            "resources": {"cpu_millis": 100, "memory_bytes": 1024},
+            "desired": "running", "phase": "running"})
+    };
+    let alloc = json!({"host": "h1", "containers": 2,
+        "allocated": {"cpu_millis": 200, "memory_bytes": 2048}});
+    let txn = jdos_store::Txn::new()
+        .and_then(jdos_store::TxnOp::put(
+            "/jdos/containers/ledger/production/web/0",
+            container("ledger").to_string().into_bytes(),
+        ))
+        .and_then(jdos_store::TxnOp::put(
+            "/jdos/containers/shop/production/web/0",
+            container("shop").to_string().into_bytes(),
+        ))
+        .and_then(jdos_store::TxnOp::put(
+            "/jdos/alloc/h1",
+            alloc.to_string().into_bytes(),
+        ));
+    assert!(a.state.store().txn(txn).await.unwrap().succeeded);
+
+    let apps_on = |token: String| {
+        let a = &a;
+        async move {
+            let r = a.get("/api/v1/hosts/h1", &token).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+            let mut apps: Vec<String> = r.json()["containers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["id"]["app"].as_str().unwrap().to_string())
+                .collect();
+            apps.sort();
+            apps
+        }
+    };
+    let retail = a.token("dora", "developer", Some("retail")).await;
+    let ops = a.token("otto", "ops", None).await;
+    assert_eq!(apps_on(retail).await, ["shop"]);
+    assert_eq!(apps_on(ops).await, ["ledger", "shop"]);
+    assert_eq!(apps_on(a.admin.clone()).await, ["ledger", "shop"]);
+}

@@ -236,10 +236,43 @@ async fn list_handler(
 
 async fn get_handler(
     State(st): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<HostDetail>, HttpError> {
-    Ok(Json(describe(&st, &name).await?))
+    let mut detail = describe(&st, &name).await?;
+    if caller.role == Role::Developer {
+        detail.containers = in_scope(st.store(), &caller, detail.containers).await?;
+    }
+    Ok(Json(detail))
+}
+
+/// Keeps the containers of apps the caller may see: a developer describing a
+/// host must not learn other departments' apps, images and addresses.
+async fn in_scope(
+    store: &dyn Store,
+    caller: &Caller,
+    containers: Vec<Container>,
+) -> Result<Vec<Container>, HttpError> {
+    let mut visible: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
+    let mut out = Vec::with_capacity(containers.len());
+    for c in containers {
+        let app = c.id.app.clone();
+        let ok = match visible.get(&app) {
+            Some(ok) => *ok,
+            None => {
+                // An app deleted meanwhile has no department: hide its containers.
+                let ok = kv::get_json::<jdos_types::App>(store, &keys::app(&app))
+                    .await?
+                    .is_some_and(|a| caller.in_scope(&a.value.department));
+                visible.insert(app, ok);
+                ok
+            }
+        };
+        if ok {
+            out.push(c);
+        }
+    }
+    Ok(out)
 }
 
 /// A host with its allocation and the containers placed on it.
