@@ -302,3 +302,48 @@ async fn developers_read_but_do_not_change_networks() {
     let resp = api.app.clone().oneshot(req).await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn developers_see_only_their_departments_address_records() {
+    let api = api().await;
+    let (s, v) = api
+        .call("POST", "/api/v1/networks", &api.admin, Some(prod()))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    for (app, dept) in [("shop", "retail"), ("ledger", "finance")] {
+        let body = json!({"name": app, "owner": "o", "department": dept, "business_level": "core"});
+        let (s, v) = api
+            .call("POST", "/api/v1/apps", &api.admin, Some(body))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+    let ipam = Ipam::new(api.store.clone());
+    for app in ["shop", "ledger"] {
+        let g = GroupKey::new(app, "production", "web");
+        ipam.allocate("prod-a", &InstanceId::new(&g, 0), None, 1_000)
+            .await
+            .unwrap();
+    }
+    let apps = |v: &Value| -> Vec<String> {
+        let mut a: Vec<String> = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["identity"]["app"].as_str().unwrap().to_string())
+            .collect();
+        a.sort();
+        a
+    };
+    // `token` makes retail tokens.
+    let dev = api.token("dana", "developer").await;
+    let (s, v) = api
+        .call("GET", "/api/v1/networks/prod-a/ips", &dev, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(apps(&v), ["shop"]);
+    let (s, v) = api
+        .call("GET", "/api/v1/networks/prod-a/ips", &api.admin, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(apps(&v), ["ledger", "shop"]);
+}

@@ -38,7 +38,10 @@ pub fn routes() -> Vec<Route> {
             .query(&LIST_PARAMS)
             .returns::<ListResponse<Host>>(),
         Route::new(Method::GET, "/api/v1/hosts/{name}", get_handler)
-            .doc("hosts", "Describe a host: allocation and containers")
+            .doc(
+                "hosts",
+                "Describe a host: allocation and containers (a developer sees its department's only)",
+            )
             .returns::<HostDetail>(),
         Route::new(Method::PATCH, "/api/v1/hosts/{name}", update_handler)
             .doc("hosts", "Change a host's capacity, resource zone or labels")

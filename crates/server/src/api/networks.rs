@@ -9,7 +9,9 @@ use axum::http::{Method, StatusCode};
 use axum::Json;
 use jdos_ipam::IpamError;
 use jdos_types::api::ListResponse;
-use jdos_types::{keys, InstanceId, IpAssignment, IpRange, IpState, Network, Role};
+use std::collections::HashSet;
+
+use jdos_types::{keys, App, InstanceId, IpAssignment, IpRange, IpState, Network, Role};
 
 use super::list::{to_response, PageParams};
 use super::{Route, PAGE_PARAMS};
@@ -51,7 +53,7 @@ pub fn routes() -> Vec<Route> {
         Route::new(Method::GET, "/api/v1/networks/{name}/ips", ips_handler)
             .doc(
                 "networks",
-                "Address records of a network: identity and state (assigned / quarantined)",
+                "Address records of a network: identity and state (a developer sees its department's only)",
             )
             .query(&PAGE_PARAMS)
             .returns::<ListResponse<IpAssignment>>(),
@@ -181,13 +183,26 @@ pub async fn delete(st: &AppState, caller: &Caller, name: &str) -> Result<Networ
 
 async fn ips_handler(
     State(st): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     ApiPath(name): ApiPath<String>,
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<Json<ListResponse<IpAssignment>>, HttpError> {
     if st.store().get(&keys::network(&name)).await?.is_none() {
         return Err(HttpError::not_found("network", &name));
     }
+    // A developer sees the records of its own department's apps only: the
+    // others would tell it which apps other departments run, and where.
+    let visible_apps: Option<HashSet<String>> = match caller.role {
+        Role::Developer => Some(
+            kv::list_all::<App>(st.store(), keys::APPS)
+                .await?
+                .into_iter()
+                .filter(|a| caller.in_scope(&a.department))
+                .map(|a| a.name)
+                .collect(),
+        ),
+        Role::Admin | Role::Ops => None,
+    };
     let prefix = keys::ips_of_network(&name);
     let found = kv::scan_filtered(
         st.store(),
@@ -195,7 +210,11 @@ async fn ips_handler(
         page.start_after(&prefix)?,
         page.limit()?,
         page.max_scan()?,
-        |_: &IpAssignment| true,
+        |r: &IpAssignment| {
+            visible_apps
+                .as_ref()
+                .is_none_or(|apps| apps.contains(&r.identity.app))
+        },
     )
     .await?;
     Ok(Json(to_response(found, &prefix)))
