@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use jdos_ipam::Ipam;
 use jdos_store::Store;
-use jdos_types::UnixMillis;
+use jdos_types::{Role, UnixMillis};
 
 use crate::auth::Caller;
 use crate::error::HttpError;
@@ -144,10 +144,14 @@ impl AppState {
     }
 
     /// The event draft for `caller` doing `action` on an object; a developer's
-    /// events carry its department so that it can see them.
+    /// events carry its department so that it can see them. An admin or ops
+    /// token may also name a department, but its actions (on hosts, tokens,
+    /// networks…) must not show up in that department's developers' trail.
     pub fn draft(&self, caller: &Caller, action: &str, kind: &str, object: &str) -> EventDraft {
         let mut d = EventDraft::new(&caller.name, action, kind, object);
-        d.department = caller.department.clone();
+        if caller.role == Role::Developer {
+            d.department = caller.department.clone();
+        }
         d
     }
 }

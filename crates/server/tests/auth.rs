@@ -338,3 +338,30 @@ async fn a_developer_describing_a_host_sees_only_its_departments_containers() {
     assert_eq!(apps_on(ops).await, ["ledger", "shop"]);
     assert_eq!(apps_on(a.admin.clone()).await, ["ledger", "shop"]);
 }
+
+#[tokio::test]
+async fn ops_actions_stay_out_of_a_departments_event_trail() {
+    let a = api().await;
+    // Admin and ops tokens may carry a department; it scopes nothing for them.
+    let ops = a.token("olga", "ops", Some("retail")).await;
+    let retail = a.token("dora", "developer", Some("retail")).await;
+    let r = a.register(&ops, "h1", "dc1", "sw1", "r1").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = a.call("POST", "/api/v1/hosts/h1/cordon", &ops, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = a
+        .post("/api/v1/apps", &ops, app_body("shop", "retail"))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let seen: Vec<String> = a
+        .events(&retail, "")
+        .await
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        seen,
+        ["app.create"],
+        "the developer sees its app, not the hosts"
+    );
+}
