@@ -194,13 +194,15 @@ pub async fn check(
             rep.add("group.too_many", 1);
         }
         let zones = policy.allowed(r.business_level);
-        // Groups with the same static constraints share the switch count.
+        // Groups with the same static constraints and container size share
+        // the switch count.
         let memo_key = (
             r.datacenter.clone(),
             r.business_level,
             r.network.clone(),
             r.network_zone.clone(),
             r.placement.required_labels.clone(),
+            r.resources,
         );
         let feasible = *switch_memo
             .entry(memo_key)
