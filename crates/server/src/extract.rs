@@ -28,6 +28,10 @@ where
 }
 
 fn json_rejection(r: JsonRejection) -> HttpError {
+    let field = match &r {
+        JsonRejection::JsonDataError(_) => field_in(&r.body_text()),
+        _ => None,
+    };
     let message = match &r {
         JsonRejection::MissingJsonContentType(_) => {
             "the body must be JSON: send the header content-type: application/json".to_string()
@@ -41,7 +45,44 @@ fn json_rejection(r: JsonRejection) -> HttpError {
         }
         _ => format!("cannot read the request body: {}", r.body_text()),
     };
-    HttpError::bad_request(message)
+    with_field(HttpError::bad_request(message), field)
+}
+
+fn with_field(e: HttpError, field: Option<String>) -> HttpError {
+    match field {
+        Some(f) => e.with_field(f),
+        None => e,
+    }
+}
+
+/// The field a deserialization error is about, so that the answer names it
+/// in `field` like a validation error does. axum's text is
+/// `<what failed>: [<path>: ]<serde message>`, where the path (`capacity`,
+/// `reserved[0].start`) is left out at the top level and a missing field is
+/// named in the message instead (``missing field `name` ``).
+fn field_in(text: &str) -> Option<String> {
+    let detail = text.split_once(": ").map_or(text, |(_, d)| d);
+    // A path starts with a field name: `[0]` (a body sent as an array where
+    // an object was expected) names no field.
+    let is_path = |p: &str| {
+        p.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'[' | b']'))
+    };
+    let (path, rest) = match detail.split_once(": ") {
+        Some((p, rest)) if is_path(p) => (Some(p), rest),
+        _ => (None, detail),
+    };
+    let missing = rest
+        .strip_prefix("missing field `")
+        .and_then(|r| r.split_once('`'))
+        .map(|(f, _)| f);
+    match (path, missing) {
+        (Some(p), Some(m)) => Some(format!("{p}.{m}")),
+        (Some(p), None) => Some(p.to_string()),
+        (None, Some(m)) => Some(m.to_string()),
+        (None, None) => None,
+    }
 }
 
 /// A query string; a bad parameter is a 400 naming it.
@@ -64,7 +105,11 @@ where
 }
 
 fn query_rejection(r: QueryRejection) -> HttpError {
-    HttpError::bad_request(format!("bad query string: {}", r.body_text()))
+    let text = r.body_text();
+    with_field(
+        HttpError::bad_request(format!("bad query string: {text}")),
+        field_in(&text),
+    )
 }
 
 /// Path parameters; a bad one is a 400.
@@ -88,4 +133,35 @@ where
 
 fn path_rejection(r: PathRejection) -> HttpError {
     HttpError::bad_request(format!("bad path: {}", r.body_text()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field_in;
+
+    #[test]
+    fn fields_are_read_from_deserialization_errors() {
+        let prefix = "Failed to deserialize the JSON body into the target type: ";
+        let cases = [
+            ("capacity: invalid type: integer `5`, expected struct Resources at line 1 column 16", Some("capacity")),
+            ("role: unknown variant `root`, expected one of `admin`, `ops`, `developer` at line 1 column 26", Some("role")),
+            ("missing field `datacenter` at line 1 column 13", Some("datacenter")),
+            ("capacity: missing field `cpu_millis` at line 1 column 20", Some("capacity.cpu_millis")),
+            ("reserved[0].start: invalid IPv4 address syntax at line 1 column 40", Some("reserved[0].start")),
+            ("invalid type: sequence, expected struct App at line 1 column 0", None),
+            ("[0]: invalid type: integer `1`, expected a string at line 1 column 2", None),
+        ];
+        for (detail, want) in cases {
+            assert_eq!(
+                field_in(&format!("{prefix}{detail}")).as_deref(),
+                want,
+                "{detail}"
+            );
+        }
+        assert_eq!(
+            field_in("Failed to deserialize query string: since_ms: invalid digit found in string")
+                .as_deref(),
+            Some("since_ms")
+        );
+    }
 }

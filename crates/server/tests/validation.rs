@@ -94,6 +94,14 @@ async fn malformed_json_and_wrong_shapes_are_json_400s() {
             "{}",
             v["message"]
         );
+        // A wrong shape names the offending field, as a validation error does.
+        let field = match (p, body) {
+            (_, "{\"name\": \"h\"}") => Some("datacenter"),
+            ("/api/v1/tokens", _) => Some("role"),
+            ("/api/v1/hosts/h1", _) => Some("capacity"),
+            _ => None,
+        };
+        assert_eq!(v["field"].as_str(), field, "{m} {p} {body}: {v}");
     }
     // No content type.
     let req = axum::http::Request::builder()
@@ -116,6 +124,14 @@ async fn malformed_json_and_wrong_shapes_are_json_400s() {
         let r = a.get(p, &a.admin).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{p}: {}", r.text);
         assert!(r.json()["code"].is_string());
+        let field = if p.contains("state=") {
+            "state"
+        } else if p.contains("limit=") {
+            "limit"
+        } else {
+            "continue"
+        };
+        assert_eq!(r.json()["field"], field, "{p}: {}", r.text);
     }
     // Unknown routes and methods answer JSON too.
     let r = a.get("/api/v1/nope", &a.admin).await;
