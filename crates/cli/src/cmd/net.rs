@@ -163,7 +163,7 @@ fn usable(n: &Network) -> u64 {
     let reserved: u64 = n
         .reserved
         .iter()
-        .map(|r| u64::from(u32::from(r.end)) - u64::from(u32::from(r.start)) + 1)
+        .map(|r| (u64::from(u32::from(r.end)) + 1).saturating_sub(u64::from(u32::from(r.start))))
         .sum();
     // Network, broadcast and gateway; reserved ranges are assumed disjoint.
     total.saturating_sub(3 + reserved)
@@ -241,7 +241,11 @@ fn render_ips(n: &Network, ips: &[IpAssignment], now: u64) -> String {
         let reusable = match a.state {
             IpState::Assigned => "-".to_string(),
             IpState::Quarantined => {
-                let until = a.since_ms + n.quarantine_secs * 1000;
+                // The quarantine is any u64 the creator chose: saturate, as
+                // the allocator does, rather than overflow.
+                let until = a
+                    .since_ms
+                    .saturating_add(n.quarantine_secs.saturating_mul(1000));
                 if until <= now {
                     "now".to_string()
                 } else {
@@ -338,6 +342,32 @@ mod tests {
                 "now"
             ]
         );
+    }
+
+    #[test]
+    fn a_huge_quarantine_renders_without_overflow() {
+        let n = Network {
+            name: "a".into(),
+            vlan: 1,
+            subnet: "10.0.0.0/24".parse().unwrap(),
+            gateway: Ipv4Addr::new(10, 0, 0, 1),
+            reserved: vec![],
+            zone: "default".into(),
+            switches: vec![],
+            quarantine_secs: u64::MAX / 10,
+        };
+        let rec = IpAssignment {
+            network: "a".into(),
+            ip: Ipv4Addr::new(10, 0, 0, 2),
+            identity: "shop/production/web/0".parse().unwrap(),
+            state: IpState::Quarantined,
+            since_ms: 1_000,
+        };
+        let out = render_ips(&n, &[rec], 2_000);
+        let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
+        assert_eq!(row[4], "in", "{out}");
+        let secs: u64 = row[5].trim_end_matches('s').parse().unwrap();
+        assert!(secs > 1_000_000_000, "{out}");
     }
 
     #[test]
