@@ -105,6 +105,14 @@ pub trait Planner: Send + Sync {
 
     /// Commits the plan atomically, or reports what changed.
     async fn submit(&self, plan: CommitPlan) -> Result<SubmitResult, CommitError>;
+
+    /// Brings the snapshot up to date with what others committed (called
+    /// after a conflict, so a re-plan does not pick other stale hosts).
+    /// The default does nothing: the conflict's own values still apply.
+    fn refresh(&self, snap: &mut Snapshot) -> Result<(), CommitError> {
+        let _ = snap;
+        Ok(())
+    }
 }
 
 /// What new container records carry besides their placement.
@@ -215,6 +223,17 @@ pub async fn place_and_commit<P: Planner + ?Sized>(
                         .filter(|h| !changed.contains(h))
                         .collect();
                 }
+                // A refresh replaces allocations with the store's values,
+                // wiping this plan's reservation on any kept host another
+                // scheduler changed meanwhile: such replicas are re-planned.
+                let before: Vec<u64> = kept.iter().map(|&h| snap.host(h).alloc_revision).collect();
+                planner.refresh(snap)?;
+                let mut i = 0;
+                kept.retain(|&h| {
+                    let same = snap.host(h).alloc_revision == before[i];
+                    i += 1;
+                    same
+                });
                 if conflicts >= max_attempts {
                     for &h in &kept {
                         snap.release(h, &req.resources);

@@ -1,7 +1,7 @@
 //! A [`Planner`] over any [`Store`], and the reads that build a snapshot
 //! from it and keep it fresh.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use jdos_store::{json, Compare, EventKind, RangeOptions, Store, Txn, TxnOp, Watch};
@@ -15,12 +15,22 @@ use crate::snapshot::Snapshot;
 /// Commits plans as one store transaction each.
 pub struct StorePlanner<S: Store + ?Sized> {
     store: Arc<S>,
+    feed: Option<Mutex<SnapshotFeed>>,
 }
 
 impl<S: Store + ?Sized> StorePlanner<S> {
     /// A planner over `store`.
     pub fn new(store: Arc<S>) -> Self {
-        StorePlanner { store }
+        StorePlanner { store, feed: None }
+    }
+
+    /// A planner that also keeps snapshots fresh from `feed` on
+    /// [`Planner::refresh`].
+    pub fn with_feed(store: Arc<S>, feed: SnapshotFeed) -> Self {
+        StorePlanner {
+            store,
+            feed: Some(Mutex::new(feed)),
+        }
     }
 }
 
@@ -85,6 +95,15 @@ impl<S: Store + ?Sized> Planner for StorePlanner<S> {
             }
         }
         Ok(SubmitResult::Conflict { hosts, group })
+    }
+
+    fn refresh(&self, snap: &mut Snapshot) -> Result<(), CommitError> {
+        if let Some(feed) = &self.feed {
+            feed.lock()
+                .map_err(|_| CommitError::Store(jdos_store::StoreError::Closed))?
+                .drain(snap)?;
+        }
+        Ok(())
     }
 }
 

@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use jdos_scheduler::commit::{place_and_commit, CommitError, ContainerSpec, GroupPlacements};
+use jdos_scheduler::commit::{
+    place_and_commit, CommitError, ContainerSpec, GroupPlacements, Planner,
+};
 use jdos_scheduler::store_planner::{load_snapshot, SnapshotFeed, StorePlanner};
 use jdos_scheduler::{EffectiveCaps, Scheduler, SchedulerConfig, ZonePolicy};
 use jdos_store::{json, Store, StoreError, Txn, TxnOp};
@@ -148,7 +150,7 @@ async fn run_inner(config: &SimConfig, store: Arc<dyn Store>) -> Result<SimRun, 
     let cpu0 = process_cpu_seconds();
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for (k, mut feed) in feeds.into_iter().enumerate() {
+    for (k, feed) in feeds.into_iter().enumerate() {
         let store = store.clone();
         let groups = groups.clone();
         let next = next.clone();
@@ -158,7 +160,7 @@ async fn run_inner(config: &SimConfig, store: Arc<dyn Store>) -> Result<SimRun, 
         let seed = config.seed.wrapping_add(k as u64);
         let max_attempts = config.max_attempts;
         tasks.push(tokio::spawn(async move {
-            let planner = StorePlanner::new(store.clone());
+            let mut planner = StorePlanner::with_feed(store.clone(), feed);
             let mut sched = Scheduler::new(SchedulerConfig {
                 zone_policy: policy,
                 seed,
@@ -170,10 +172,11 @@ async fn run_inner(config: &SimConfig, store: Arc<dyn Store>) -> Result<SimRun, 
                 let Some(g) = groups.get(i) else { break };
                 // Apply what other schedulers committed meanwhile; when the
                 // feed lags too far the CAS still keeps us correct.
-                if feed.drain(&mut snap).is_err() {
+                if planner.refresh(&mut snap).is_err() {
                     let (s, r) = load_snapshot(store.as_ref()).await?;
                     snap = s;
-                    feed = SnapshotFeed::start(store.as_ref(), r + 1).await?;
+                    let feed = SnapshotFeed::start(store.as_ref(), r + 1).await?;
+                    planner = StorePlanner::with_feed(store.clone(), feed);
                 }
                 let t0 = Instant::now();
                 let out = place_and_commit(
