@@ -100,9 +100,14 @@ impl FromRequestParts<AppState> for Caller {
             })?
             .to_str()
             .map_err(|_| HttpError::unauthorized("the Authorization header is not ASCII"))?;
-        let bearer = header.strip_prefix("Bearer ").ok_or_else(|| {
-            HttpError::unauthorized("the Authorization header must be 'Bearer <token>'")
-        })?;
+        // The scheme is case-insensitive (RFC 9110 §11.1): `bearer` is Bearer.
+        let bearer = header
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, rest)| rest)
+            .ok_or_else(|| {
+                HttpError::unauthorized("the Authorization header must be 'Bearer <token>'")
+            })?;
         authenticate(state, bearer.trim()).await
     }
 }

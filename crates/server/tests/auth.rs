@@ -25,6 +25,23 @@ async fn missing_malformed_and_unknown_tokens_are_401_json() {
     let r = a.get("/api/v1/whoami", &a.admin).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["role"], "admin");
+    // The scheme is case-insensitive; other schemes are refused.
+    for (header, status) in [
+        (format!("bearer {}", a.admin), StatusCode::OK),
+        (format!("BEARER {}", a.admin), StatusCode::OK),
+        (format!("Basic {}", a.admin), StatusCode::UNAUTHORIZED),
+        (format!("Bearer{}", a.admin), StatusCode::UNAUTHORIZED),
+    ] {
+        let req = axum::http::Request::builder()
+            .uri("/api/v1/whoami")
+            .header("authorization", header.as_str())
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let resp = tower::ServiceExt::oneshot(a.app.clone(), req)
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), status, "{header}");
+    }
     // Public endpoints need no token.
     assert_eq!(a.raw("GET", "/healthz", None, None).await.text, "ok");
     assert_eq!(
