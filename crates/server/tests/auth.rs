@@ -388,3 +388,27 @@ async fn ops_actions_stay_out_of_a_departments_event_trail() {
         "the developer sees its app, not the hosts"
     );
 }
+
+#[tokio::test]
+async fn a_name_clash_does_not_tell_a_developer_whose_app_it_is() {
+    let a = api().await;
+    let r = a
+        .post("/api/v1/apps", &a.admin, app_body("ledger", "finance"))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let retail = a.token("dora", "developer", Some("retail")).await;
+    let r = a
+        .post("/api/v1/apps", &retail, app_body("ledger", "retail"))
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_eq!(r.json()["field"], "name");
+    assert!(!r.text.contains("finance"), "{}", r.text);
+    let trail = serde_json::to_string(&a.events(&retail, "").await).unwrap();
+    assert!(!trail.contains("finance"), "{trail}");
+    // Someone who may see the other app is told where it is.
+    let r = a
+        .post("/api/v1/apps", &a.admin, app_body("ledger", "retail"))
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert!(r.text.contains("finance"), "{}", r.text);
+}

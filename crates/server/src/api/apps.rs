@@ -97,11 +97,20 @@ pub async fn create(st: &AppState, caller: &Caller, mut app: App) -> Result<App,
         let key = key.clone();
         async move {
             if let Some(cur) = kv::get_json::<App>(st.store(), &key).await? {
-                return Err(HttpError::conflict(format!(
-                    "app {:?} already exists (department {:?}): pick another name or update it with PUT",
-                    app.name, cur.value.department
-                ))
-                .with_field("name"));
+                // App names are global, so the conflict itself must be told;
+                // whose app it is is told only to a caller who may see it.
+                let message = if caller.in_scope(&cur.value.department) {
+                    format!(
+                        "app {:?} already exists (department {:?}): pick another name or update it with PUT",
+                        app.name, cur.value.department
+                    )
+                } else {
+                    format!(
+                        "app {:?} already exists in another department: pick another name",
+                        app.name
+                    )
+                };
+                return Err(HttpError::conflict(message).with_field("name"));
             }
             let m = Mutation {
                 compares: vec![Compare::absent(key.as_str())],
