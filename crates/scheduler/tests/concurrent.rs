@@ -11,7 +11,7 @@ use jdos_scheduler::commit::{
     place_and_commit, CommitError, CommitPlan, ContainerSpec, GroupPlacements, Planner,
     SubmitResult,
 };
-use jdos_scheduler::store_planner::{load_snapshot, StorePlanner};
+use jdos_scheduler::store_planner::{load_snapshot, SnapshotFeed, StorePlanner};
 use jdos_scheduler::{Scheduler, SchedulerConfig};
 use jdos_store::{json, MemoryStore, RangeOptions, Store};
 use jdos_types::topology::HostAllocation;
@@ -40,6 +40,10 @@ impl<P: Planner> Planner for Yielding<P> {
     async fn submit(&self, plan: CommitPlan) -> Result<SubmitResult, CommitError> {
         tokio::task::yield_now().await;
         self.0.submit(plan).await
+    }
+
+    fn refresh(&self, snap: &mut jdos_scheduler::Snapshot) -> Result<(), CommitError> {
+        self.0.refresh(snap)
     }
 }
 
@@ -82,9 +86,16 @@ async fn race(round: u64) -> u32 {
             // seed (they pick the same hosts: host conflicts), half differ
             // (disjoint hosts, so only the group record stands between
             // them and a broken cap or a reused index).
-            let (mut snap, _) = load_snapshot(store.as_ref()).await.unwrap();
+            let (mut snap, rev) = load_snapshot(store.as_ref()).await.unwrap();
+            // A third follow the allocation keys and refresh on conflict.
+            let inner = if k % 3 == 0 {
+                let feed = SnapshotFeed::start(store.as_ref(), rev + 1).await.unwrap();
+                StorePlanner::with_feed(store.clone(), feed)
+            } else {
+                StorePlanner::new(store.clone())
+            };
             barrier.wait().await;
-            let planner = Yielding(StorePlanner::new(store.clone()));
+            let planner = Yielding(inner);
             let mut sched = Scheduler::new(SchedulerConfig {
                 seed: if k % 2 == 0 {
                     round
