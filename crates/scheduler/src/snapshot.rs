@@ -379,11 +379,14 @@ impl Snapshot {
     }
 
     /// Replaces a host's allocation with what the store holds at `revision`.
-    /// Older revisions than the one already known are ignored, so a watch
-    /// replaying history cannot move the snapshot backwards.
+    /// Revisions not newer than the one already known are ignored, so a
+    /// watch replaying history cannot move the snapshot backwards.
     pub fn set_allocation(&mut self, h: HostIdx, alloc: &HostAllocation, revision: u64) {
         let e = &mut self.hosts[h as usize];
-        if revision != 0 && revision < e.alloc_revision {
+        // Equal revisions are skipped too: the snapshot may already hold
+        // that revision plus this scheduler's pending reservations, which a
+        // replayed event must not wipe.
+        if revision != 0 && revision <= e.alloc_revision {
             return;
         }
         let dcpu = alloc.allocated.cpu_millis as i128 - e.allocated.cpu_millis as i128;

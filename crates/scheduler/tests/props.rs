@@ -255,19 +255,30 @@ proptest! {
                 prop_assert!(u.fits_in(&host.capacity), "overcommitted {}", host.name);
                 now.push(host.name.clone());
             }
-            // Hard caps over the whole group.
-            let mut ch: HashMap<&str, u32> = HashMap::new();
-            let mut cr: HashMap<(&str, &str), u32> = HashMap::new();
-            let mut cs: HashMap<(&str, &str), u32> = HashMap::new();
-            for m in &now {
-                let h = by_name[m.as_str()];
-                *ch.entry(&h.name).or_default() += 1;
-                *cr.entry((&h.datacenter, &h.rack)).or_default() += 1;
-                *cs.entry((&h.datacenter, &h.switch)).or_default() += 1;
+            // Hard caps: no placement may take a host, rack or switch over
+            // its cap. (Replicas placed earlier under a larger requested
+            // total may already exceed a smaller total's cap; the scheduler
+            // never adds to them.)
+            let tally = |members: &[String]| {
+                let mut ch: HashMap<String, u32> = HashMap::new();
+                let mut cr: HashMap<String, u32> = HashMap::new();
+                let mut cs: HashMap<String, u32> = HashMap::new();
+                for m in members {
+                    let h = by_name[m.as_str()];
+                    *ch.entry(h.name.clone()).or_default() += 1;
+                    *cr.entry(format!("{}/{}", h.datacenter, h.rack)).or_default() += 1;
+                    *cs.entry(format!("{}/{}", h.datacenter, h.switch)).or_default() += 1;
+                }
+                [ch, cr, cs]
+            };
+            let before = tally(&req.existing);
+            let after = tally(&now);
+            for (lvl, cap) in [caps.0, caps.1, caps.2].into_iter().enumerate() {
+                for (k, &n) in &after[lvl] {
+                    let was = before[lvl].get(k).copied().unwrap_or(0);
+                    prop_assert!(n <= cap.max(was), "cap {} broken at {}: {} > {} (was {})", ["host", "rack", "switch"][lvl], k, n, cap, was);
+                }
             }
-            prop_assert!(ch.values().all(|&n| n <= caps.0), "host cap {:?} {:?}", caps, ch);
-            prop_assert!(cr.values().all(|&n| n <= caps.1), "rack cap {:?} {:?}", caps, cr);
-            prop_assert!(cs.values().all(|&n| n <= caps.2), "switch cap {:?} {:?}", caps, cs);
             // Completeness: a replica is reported unplaceable only if the
             // brute-force oracle finds no host for it either.
             match &plan.unplaced {
