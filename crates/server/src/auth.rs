@@ -78,8 +78,10 @@ impl Caller {
         if self.in_scope(department) {
             Ok(())
         } else {
+            // Not naming `department`: which department owns an app is
+            // itself something a developer of another one may not see.
             Err(HttpError::forbidden(format!(
-                "{what} belongs to department {department:?}; this token is scoped to {:?}",
+                "{what} is outside this token's department {:?}: ask an operator or a token of that app's department",
                 self.department.as_deref().unwrap_or("")
             )))
         }

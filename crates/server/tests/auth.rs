@@ -403,6 +403,16 @@ async fn a_name_clash_does_not_tell_a_developer_whose_app_it_is() {
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
     assert_eq!(r.json()["field"], "name");
     assert!(!r.text.contains("finance"), "{}", r.text);
+    // Nor does a refused read or change of that app.
+    for (m, body) in [
+        ("GET", None),
+        ("PUT", Some(app_body("ledger", "finance"))),
+        ("DELETE", None),
+    ] {
+        let r = a.call(m, "/api/v1/apps/ledger", &retail, body).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{m}: {}", r.text);
+        assert!(!r.text.contains("finance"), "{m}: {}", r.text);
+    }
     let trail = serde_json::to_string(&a.events(&retail, "").await).unwrap();
     assert!(!trail.contains("finance"), "{trail}");
     // Someone who may see the other app is told where it is.
