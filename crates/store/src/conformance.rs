@@ -894,6 +894,37 @@ pub async fn invalid_input(s: Arc<dyn Store>) {
         Err(StoreError::Invalid(_))
     ));
     assert!(s.get("/i/ok").await.expect("get").is_none());
+    // One branch writing a key twice is refused, as etcd does ("duplicate
+    // key given in txn request"), whichever branch would run.
+    for (a, b) in [
+        (TxnOp::put("/i/k", "1"), TxnOp::put("/i/k", "2")),
+        (TxnOp::put("/i/k", "1"), TxnOp::delete("/i/k")),
+        (
+            TxnOp::DeletePrefix {
+                prefix: "/i/".into(),
+            },
+            TxnOp::put("/i/k", "1"),
+        ),
+    ] {
+        assert!(matches!(
+            s.txn(Txn::new().and_then(a.clone()).and_then(b.clone()))
+                .await,
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            s.txn(
+                Txn::new()
+                    .when(Compare::absent("/i/never"))
+                    .and_then(TxnOp::put("/i/other", "1"))
+                    .or_else(a)
+                    .or_else(b)
+            )
+            .await,
+            Err(StoreError::Invalid(_))
+        ));
+    }
+    assert!(s.get("/i/k").await.expect("get").is_none());
+    assert!(s.get("/i/other").await.expect("get").is_none());
     assert!(matches!(
         s.lease_grant(Duration::ZERO).await,
         Err(StoreError::Invalid(_))

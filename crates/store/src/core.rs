@@ -596,7 +596,8 @@ impl<'a> Planner<'a> {
                 TxnOp::DeletePrefix { .. } => {}
             }
         }
-        Ok(())
+        check_branch_writes(&txn.success)?;
+        check_branch_writes(&txn.failure)
     }
 
     fn txn(&mut self, txn: &Txn) -> Result<TxnResponse> {
@@ -727,6 +728,43 @@ impl<'a> Planner<'a> {
         self.plan.leases.insert(id, None);
         self.plan.effects.push(Effect::Revoke { id });
     }
+}
+
+/// etcd refuses a transaction branch that writes one key twice ("duplicate
+/// key given in txn request"): two puts of a key, a put and a delete of it, or
+/// a put under a prefix the branch also deletes. Refusing it here too keeps
+/// every backend's semantics identical and rules out two events for one key
+/// at one revision. Deleting a key twice is allowed, as in etcd.
+fn check_branch_writes(ops: &[TxnOp]) -> Result<()> {
+    let mut puts = std::collections::HashSet::new();
+    let mut deletes = std::collections::HashSet::new();
+    let mut prefixes = Vec::new();
+    for op in ops {
+        match op {
+            TxnOp::Put { key, .. } => {
+                if !puts.insert(key.as_str()) {
+                    return Err(duplicate(key));
+                }
+            }
+            TxnOp::Delete { key } => {
+                deletes.insert(key.as_str());
+            }
+            TxnOp::DeletePrefix { prefix } => prefixes.push(prefix.as_str()),
+            TxnOp::Get { .. } => {}
+        }
+    }
+    for key in &puts {
+        if deletes.contains(key) || prefixes.iter().any(|p| key.starts_with(p)) {
+            return Err(duplicate(key));
+        }
+    }
+    Ok(())
+}
+
+fn duplicate(key: &str) -> StoreError {
+    StoreError::Invalid(format!(
+        "key {key:?} is written twice in one transaction branch: merge the operations"
+    ))
 }
 
 #[cfg(test)]
