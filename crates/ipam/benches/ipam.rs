@@ -1,6 +1,6 @@
 //! IPAM benchmarks: the in-memory index and the start-up rebuild.
 //!
-//! `cargo bench -p jdos-ipam --bench ipam`; figures in docs/bench/ipam.md.
+//! `cargo bench -p jdos-ipam --bench ipam`; figures in docs/BENCHMARKS.md (IPAM).
 
 use std::net::Ipv4Addr;
 use std::sync::{Arc, OnceLock};

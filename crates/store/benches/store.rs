@@ -2,7 +2,7 @@
 //! CAS transactions, and listing 150,000 records (whole and paginated).
 //!
 //! Run: `cargo bench -p jdos-store --bench store`. Figures go to
-//! docs/bench/store.md.
+//! docs/BENCHMARKS.md (state store).
 
 use std::sync::{Arc, LazyLock};
 
