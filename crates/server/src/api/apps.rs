@@ -9,7 +9,7 @@ use jdos_types::api::ListResponse;
 use jdos_types::{keys, App, Role, Validate};
 use serde::Deserialize;
 
-use super::list::{to_response, PageParams};
+use super::list::PageParams;
 use super::{Param, Route, PAGE_PARAMS};
 use crate::auth::Caller;
 use crate::error::HttpError;
@@ -148,19 +148,13 @@ async fn list_handler(
         limit: q.limit,
         continue_token: q.continue_token.clone(),
     };
-    let found = kv::scan_filtered(
-        st.store(),
-        keys::APPS,
-        page.start_after(keys::APPS)?,
-        page.limit()?,
-        page.max_scan()?,
-        |a: &App| {
+    let found = page
+        .list(st.store(), keys::APPS, |a: &App| {
             caller.in_scope(&a.department)
                 && q.department.as_ref().is_none_or(|d| &a.department == d)
-        },
-    )
-    .await?;
-    Ok(Json(to_response(found, keys::APPS)))
+        })
+        .await?;
+    Ok(Json(found))
 }
 
 async fn get_handler(

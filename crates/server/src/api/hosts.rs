@@ -10,7 +10,7 @@ use jdos_types::topology::HostAllocation;
 use jdos_types::{keys, Container, Host, HostState, Role, Validate, ValidationErrors};
 use serde::Deserialize;
 
-use super::list::{to_response, PageParams};
+use super::list::PageParams;
 use super::{Param, Route, PAGE_PARAMS};
 use crate::auth::Caller;
 use crate::error::HttpError;
@@ -222,19 +222,13 @@ async fn list_handler(
         limit: q.limit,
         continue_token: q.continue_token.clone(),
     };
-    let found = kv::scan_filtered(
-        st.store(),
-        keys::HOSTS,
-        page.start_after(keys::HOSTS)?,
-        page.limit()?,
-        page.max_scan()?,
-        |h: &Host| {
+    let found = page
+        .list(st.store(), keys::HOSTS, |h: &Host| {
             q.datacenter.as_ref().is_none_or(|d| &h.datacenter == d)
                 && q.state.is_none_or(|s| h.state == s)
-        },
-    )
-    .await?;
-    Ok(Json(to_response(found, keys::HOSTS)))
+        })
+        .await?;
+    Ok(Json(found))
 }
 
 async fn get_handler(

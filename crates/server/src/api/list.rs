@@ -1,10 +1,12 @@
 //! Pagination shared by every list endpoint: `?limit=&continue=`.
 
+use jdos_store::Store;
 use jdos_types::api::ListResponse;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use crate::error::HttpError;
-use crate::kv::FilteredPage;
+use crate::kv::{self, FilteredPage};
 
 /// Default page size.
 pub const DEFAULT_LIMIT: usize = 500;
@@ -55,6 +57,30 @@ impl PageParams {
     /// Largest number of keys one request may read.
     pub fn max_scan(&self) -> Result<usize, HttpError> {
         Ok(self.limit()?.saturating_mul(SCAN_FACTOR))
+    }
+
+    /// Reads this page of the records under `prefix` that `keep` accepts,
+    /// as the API's list body (what every list endpoint answers).
+    pub async fn list<T, F>(
+        &self,
+        store: &dyn Store,
+        prefix: &str,
+        keep: F,
+    ) -> Result<ListResponse<T>, HttpError>
+    where
+        T: DeserializeOwned,
+        F: FnMut(&T) -> bool,
+    {
+        let found = kv::scan_filtered(
+            store,
+            prefix,
+            self.start_after(prefix)?,
+            self.limit()?,
+            self.max_scan()?,
+            keep,
+        )
+        .await?;
+        Ok(to_response(found, prefix))
     }
 }
 

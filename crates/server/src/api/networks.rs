@@ -13,7 +13,7 @@ use std::collections::HashSet;
 
 use jdos_types::{keys, App, InstanceId, IpAssignment, IpRange, IpState, Network, Role};
 
-use super::list::{to_response, PageParams};
+use super::list::PageParams;
 use super::{Route, PAGE_PARAMS};
 use crate::auth::Caller;
 use crate::error::HttpError;
@@ -118,16 +118,10 @@ async fn list_handler(
     _caller: Caller,
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<Json<ListResponse<Network>>, HttpError> {
-    let found = kv::scan_filtered(
-        st.store(),
-        keys::NETWORKS,
-        page.start_after(keys::NETWORKS)?,
-        page.limit()?,
-        page.max_scan()?,
-        |_: &Network| true,
-    )
-    .await?;
-    Ok(Json(to_response(found, keys::NETWORKS)))
+    let found = page
+        .list(st.store(), keys::NETWORKS, |_: &Network| true)
+        .await?;
+    Ok(Json(found))
 }
 
 async fn get_handler(
@@ -204,20 +198,14 @@ async fn ips_handler(
         Role::Admin | Role::Ops => None,
     };
     let prefix = keys::ips_of_network(&name);
-    let found = kv::scan_filtered(
-        st.store(),
-        &prefix,
-        page.start_after(&prefix)?,
-        page.limit()?,
-        page.max_scan()?,
-        |r: &IpAssignment| {
+    let found = page
+        .list(st.store(), &prefix, |r: &IpAssignment| {
             visible_apps
                 .as_ref()
                 .is_none_or(|apps| apps.contains(&r.identity.app))
-        },
-    )
-    .await?;
-    Ok(Json(to_response(found, &prefix)))
+        })
+        .await?;
+    Ok(Json(found))
 }
 
 fn sample_network() -> Network {

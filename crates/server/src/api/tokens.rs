@@ -7,7 +7,7 @@ use jdos_store::{json, Compare, TxnOp};
 use jdos_types::api::{CreateToken, ListResponse, TokenCreated};
 use jdos_types::{keys, Role, Token};
 
-use super::list::{to_response, PageParams};
+use super::list::PageParams;
 use super::{Route, PAGE_PARAMS};
 use crate::auth::{self, Caller};
 use crate::error::HttpError;
@@ -108,16 +108,10 @@ async fn list_handler(
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<Json<ListResponse<Token>>, HttpError> {
     caller.require(ADMIN, "list tokens")?;
-    let found = kv::scan_filtered(
-        st.store(),
-        keys::TOKENS,
-        page.start_after(keys::TOKENS)?,
-        page.limit()?,
-        page.max_scan()?,
-        |_: &Token| true,
-    )
-    .await?;
-    let mut resp = to_response(found, keys::TOKENS);
+    let found = page
+        .list(st.store(), keys::TOKENS, |_: &Token| true)
+        .await?;
+    let mut resp = found;
     resp.items = resp.items.into_iter().map(redacted).collect();
     Ok(Json(resp))
 }
