@@ -224,6 +224,37 @@ pub(crate) fn get_hourly(c: &mut Cur<'_>) -> Result<HourlyWindow, Corrupt> {
     Ok((start, end, out))
 }
 
+/// Opens (creating) an append-only log of checksummed records for appending
+/// and returns its intact records and the length of the intact prefix. A torn
+/// or corrupt tail (a crash mid-append) is cut off, so new appends follow the
+/// last good record.
+fn open_record_log<R>(
+    path: &Path,
+    what: &str,
+    record: impl Fn(&mut Cur<'_>) -> Result<R, Corrupt>,
+) -> io::Result<(File, Vec<R>, u64)> {
+    let data = match fs::read(path) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    let mut good = 0usize;
+    let mut c = Cur::new(&data);
+    while !c.is_empty() {
+        let Ok(rec) = record(&mut c) else { break };
+        out.push(rec);
+        good = data.len() - c.d.len();
+    }
+    let file = OpenOptions::new().create(true).append(true).open(path)?;
+    if good < data.len() {
+        tracing::warn!(path = %path.display(), good, len = data.len(), "{what}: dropping torn tail");
+        file.set_len(good as u64)?;
+        file.sync_all()?;
+    }
+    Ok((file, out, good as u64))
+}
+
 /// Append-only log of series definitions: `u32 body length | body | u64 checksum`, body =
 /// `u32 id | u16 pairs | (str16 name, str16 value)*`. A torn last record (crash mid-append)
 /// is ignored and cut off on open.
@@ -235,25 +266,7 @@ pub(crate) struct SeriesLog {
 impl SeriesLog {
     /// Opens (creating) the log and returns the series it holds, in id order.
     pub fn open(path: &Path) -> io::Result<(Self, Vec<(SeriesId, Labels)>)> {
-        let data = match fs::read(path) {
-            Ok(d) => d,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e),
-        };
-        let mut out = Vec::new();
-        let mut good = 0usize;
-        let mut c = Cur::new(&data);
-        while !c.is_empty() {
-            let Ok(rec) = Self::record(&mut c) else { break };
-            out.push(rec);
-            good = data.len() - c.d.len();
-        }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        if good < data.len() {
-            tracing::warn!(path = %path.display(), good, len = data.len(), "series log: dropping torn tail");
-            file.set_len(good as u64)?;
-            file.sync_all()?;
-        }
+        let (file, out, _) = open_record_log(path, "series log", Self::record)?;
         Ok((
             Self {
                 path: path.to_path_buf(),
@@ -346,31 +359,13 @@ pub(crate) struct Wal {
 impl Wal {
     /// Opens (creating) the log and returns its intact records; a torn tail is cut off.
     pub fn open(path: &Path) -> io::Result<(Self, Vec<WalRecord>)> {
-        let data = match fs::read(path) {
-            Ok(d) => d,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e),
-        };
-        let mut out = Vec::new();
-        let mut c = Cur::new(&data);
-        let mut good = 0usize;
-        while !c.is_empty() {
-            let Ok(rec) = Self::record(&mut c) else { break };
-            out.push(rec);
-            good = data.len() - c.d.len();
-        }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        if good < data.len() {
-            tracing::warn!(path = %path.display(), good, len = data.len(), "wal: dropping torn tail");
-            file.set_len(good as u64)?;
-            file.sync_all()?;
-        }
+        let (file, out, good) = open_record_log(path, "wal", Self::record)?;
         Ok((
             Self {
                 path: path.to_path_buf(),
                 file,
                 buf: Vec::new(),
-                len: good as u64,
+                len: good,
             },
             out,
         ))
