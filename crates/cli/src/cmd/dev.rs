@@ -42,6 +42,7 @@ pub struct Args {
 
 /// Starts everything and serves until Ctrl-C or SIGTERM.
 pub async fn run(a: Args, _g: &GlobalOpts) -> anyhow::Result<()> {
+    let stop = StopSignals::install()?;
     // The temp dir lives until we return, then it is removed.
     let (data_dir, _tmp) = match &a.data_dir {
         Some(d) => {
@@ -123,7 +124,7 @@ pub async fn run(a: Args, _g: &GlobalOpts) -> anyhow::Result<()> {
     println!();
     println!("Press Ctrl-C to stop.");
 
-    wait_for_signal().await?;
+    stop.wait().await?;
     eprintln!("stopping…");
     handle.shutdown().await;
     Ok(())
@@ -154,20 +155,48 @@ pub fn server_config(
     }
 }
 
-/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
-pub async fn wait_for_signal() -> anyhow::Result<()> {
+/// Ctrl-C (SIGINT) and SIGTERM, watched from the moment this is built.
+///
+/// Build it before starting anything: until tokio's handlers are installed, a
+/// SIGTERM takes the default action and kills the process without a clean
+/// shutdown (a supervisor or a test may signal during start-up).
+pub struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.context("cannot watch Ctrl-C")?,
-            _ = term.recv() => {}
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    /// Installs the handlers now.
+    pub fn install() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(StopSignals {
+                term: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+                int: signal(SignalKind::interrupt()).context("cannot watch Ctrl-C")?,
+            })
         }
-        Ok(())
+        #[cfg(not(unix))]
+        {
+            Ok(StopSignals {})
+        }
     }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await.context("cannot watch Ctrl-C")
+
+    /// Resolves when either signal arrived (also one that arrived earlier).
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => {}
+                _ = self.int.recv() => {}
+            }
+            Ok(())
+        }
+        #[cfg(not(unix))]
+        {
+            tokio::signal::ctrl_c().await.context("cannot watch Ctrl-C")
+        }
     }
 }

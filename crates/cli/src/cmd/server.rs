@@ -23,6 +23,7 @@ pub struct Args {
 
 /// Starts the server and serves until Ctrl-C or SIGTERM.
 pub async fn run(a: Args, _g: &GlobalOpts) -> anyhow::Result<()> {
+    let stop = super::dev::StopSignals::install()?;
     std::fs::create_dir_all(&a.data_dir)
         .with_context(|| format!("cannot create data dir {}", a.data_dir.display()))?;
     let config = super::dev::server_config(a.listen, a.data_dir.clone(), a.store.clone());
@@ -42,7 +43,7 @@ pub async fn run(a: Args, _g: &GlobalOpts) -> anyhow::Result<()> {
             jdos_server::auth::ADMIN_TOKEN_FILE
         ),
     }
-    super::dev::wait_for_signal().await?;
+    stop.wait().await?;
     eprintln!("stopping…");
     handle.shutdown().await;
     Ok(())
