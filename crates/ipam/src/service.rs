@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use jdos_store::{json, Compare, KeyValue, OpResponse, RangeOptions, Revision, Store, Txn, TxnOp};
+use jdos_store::{for_each_page, json, Compare, KeyValue, OpResponse, Revision, Store, Txn, TxnOp};
 use jdos_types::{keys, InstanceId, IpAssignment, IpState, Network, UnixMillis};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info_span, Instrument};
@@ -310,13 +310,13 @@ impl Ipam {
             quarantined_by: HashMap::new(),
         };
         let prefix = keys::ips_of_network(&cache.network.name);
-        for_each_page(&*self.store, &prefix, |kvs| {
+        for_each_page(&*self.store, &prefix, PAGE, |kvs| {
             cache.records.reserve(kvs.len());
             for kv in kvs {
                 let (ip, rec) = Rec::decode(kv)?;
                 cache.apply(ip, Some(rec));
             }
-            Ok(())
+            Ok::<_, IpamError>(())
         })
         .await?;
         Ok(cache)
@@ -742,36 +742,10 @@ fn spread(identity: &InstanceId, attempt: u32) -> u64 {
 /// Every key-value under `prefix`, read page by page.
 pub(crate) async fn range_all(store: &dyn Store, prefix: &str) -> Result<Vec<KeyValue>> {
     let mut out = Vec::new();
-    for_each_page(store, prefix, |kvs| {
+    for_each_page(store, prefix, PAGE, |kvs| {
         out.extend_from_slice(kvs);
-        Ok(())
+        Ok::<_, IpamError>(())
     })
     .await?;
     Ok(out)
-}
-
-/// Calls `f` with each page of the key-values under `prefix`, in key order.
-pub(crate) async fn for_each_page(
-    store: &dyn Store,
-    prefix: &str,
-    mut f: impl FnMut(&[KeyValue]) -> Result<()>,
-) -> Result<()> {
-    let mut start_after = None;
-    loop {
-        let page = store
-            .range(
-                prefix,
-                RangeOptions {
-                    start_after: start_after.take(),
-                    limit: PAGE,
-                    keys_only: false,
-                },
-            )
-            .await?;
-        f(&page.kvs)?;
-        start_after = page.kvs.last().map(|kv| kv.key.clone());
-        if !page.more || start_after.is_none() {
-            return Ok(());
-        }
-    }
 }

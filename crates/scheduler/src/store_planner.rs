@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use jdos_store::{json, Compare, EventKind, RangeOptions, Store, Txn, TxnOp, Watch};
+use jdos_store::{json, Compare, EventKind, Store, Txn, TxnOp, Watch};
 use jdos_types::topology::HostAllocation;
 use jdos_types::{keys, GroupKey, Host, Network};
 use tracing::Instrument;
@@ -113,24 +113,13 @@ async fn list<S: Store + ?Sized, T: serde::de::DeserializeOwned>(
     prefix: &str,
 ) -> Result<(Vec<(T, u64)>, u64), CommitError> {
     let mut out = Vec::new();
-    let mut opts = RangeOptions {
-        limit: 10_000,
-        ..Default::default()
-    };
-    let mut first_rev = 0;
-    loop {
-        let page = store.range(prefix, opts.clone()).await?;
-        if first_rev == 0 {
-            first_rev = page.revision;
-        }
-        for kv in &page.kvs {
+    let first_rev = jdos_store::for_each_page(store, prefix, 10_000, |kvs| {
+        for kv in kvs {
             out.push((json::decode(kv)?, kv.mod_revision));
         }
-        match (page.more, page.kvs.last()) {
-            (true, Some(last)) => opts.start_after = Some(last.key.clone()),
-            _ => break,
-        }
-    }
+        Ok::<_, CommitError>(())
+    })
+    .await?;
     Ok((out, first_rev))
 }
 

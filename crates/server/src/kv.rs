@@ -49,28 +49,15 @@ pub async fn list_all<T: DeserializeOwned>(
     store: &dyn Store,
     prefix: &str,
 ) -> Result<Vec<T>, StoreError> {
-    const PAGE: usize = 2048;
     let mut out = Vec::new();
-    let mut start_after = None;
-    loop {
-        let page = store
-            .range(
-                prefix,
-                RangeOptions {
-                    start_after: start_after.take(),
-                    limit: PAGE,
-                    keys_only: false,
-                },
-            )
-            .await?;
-        for kv in &page.kvs {
+    jdos_store::for_each_page(store, prefix, 2048, |kvs| {
+        for kv in kvs {
             out.push(json::decode(kv)?);
         }
-        if !page.more || page.kvs.is_empty() {
-            return Ok(out);
-        }
-        start_after = page.kvs.last().map(|kv| kv.key.clone());
-    }
+        Ok::<_, StoreError>(())
+    })
+    .await?;
+    Ok(out)
 }
 
 /// One page of a filtered list.

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use jdos_scheduler::ZonePolicy;
-use jdos_store::{json, RangeOptions, Store, StoreError};
+use jdos_store::{json, Store, StoreError};
 use jdos_types::topology::HostAllocation;
 use jdos_types::{keys, Container, GroupKey, Host, Network, Resources};
 use serde::{Deserialize, Serialize};
@@ -39,20 +39,14 @@ pub(crate) async fn read_all<T: serde::de::DeserializeOwned>(
     prefix: &str,
 ) -> Result<Vec<T>, StoreError> {
     let mut out = Vec::new();
-    let mut opts = RangeOptions {
-        limit: 10_000,
-        ..Default::default()
-    };
-    loop {
-        let page = store.range(prefix, opts.clone()).await?;
-        for kv in &page.kvs {
+    jdos_store::for_each_page(store, prefix, 10_000, |kvs| {
+        for kv in kvs {
             out.push(json::decode(kv)?);
         }
-        match (page.more, page.kvs.last()) {
-            (true, Some(last)) => opts.start_after = Some(last.key.clone()),
-            _ => return Ok(out),
-        }
-    }
+        Ok::<_, StoreError>(())
+    })
+    .await?;
+    Ok(out)
 }
 
 /// Switches of the group's datacenter with a schedulable host that passes

@@ -471,6 +471,43 @@ pub trait Store: Send + Sync + 'static {
     async fn compact(&self, rev: Revision) -> Result<()>;
 }
 
+/// Visits every key-value under `prefix` in key order, one page of at most
+/// `page_size` keys at a time (0 = no limit), so a large prefix is never
+/// held in one answer. Returns the store revision of the first page's read.
+/// The caller's error type only has to accept store errors.
+pub async fn for_each_page<S, E, F>(
+    store: &S,
+    prefix: &str,
+    page_size: usize,
+    mut f: F,
+) -> std::result::Result<Revision, E>
+where
+    S: Store + ?Sized,
+    E: From<StoreError>,
+    F: FnMut(&[KeyValue]) -> std::result::Result<(), E>,
+{
+    let mut start_after = None;
+    let mut first_revision = None;
+    loop {
+        let page = store
+            .range(
+                prefix,
+                RangeOptions {
+                    start_after: start_after.take(),
+                    limit: page_size,
+                    keys_only: false,
+                },
+            )
+            .await?;
+        let revision = *first_revision.get_or_insert(page.revision);
+        f(&page.kvs)?;
+        match (page.more, page.kvs.last()) {
+            (true, Some(last)) => start_after = Some(last.key.clone()),
+            _ => return Ok(revision),
+        }
+    }
+}
+
 /// JSON helpers for storing typed values.
 pub mod json {
     use serde::{de::DeserializeOwned, Serialize};

@@ -306,19 +306,8 @@ pub async fn containers_on(store: &dyn Store, host: &str) -> Result<Vec<Containe
         host: Option<std::borrow::Cow<'a, str>>,
     }
     let mut out = Vec::new();
-    let mut start_after = None;
-    loop {
-        let page = store
-            .range(
-                keys::CONTAINERS,
-                jdos_store::RangeOptions {
-                    start_after: start_after.take(),
-                    limit: 4096,
-                    keys_only: false,
-                },
-            )
-            .await?;
-        for kv in &page.kvs {
+    jdos_store::for_each_page(store, keys::CONTAINERS, 4096, |kvs| {
+        for kv in kvs {
             let of: HostOf<'_> = serde_json::from_slice(&kv.value).map_err(|e| {
                 HttpError::internal(format!("corrupt container record {}: {e}", kv.key))
             })?;
@@ -326,11 +315,10 @@ pub async fn containers_on(store: &dyn Store, host: &str) -> Result<Vec<Containe
                 out.push(json::decode(kv)?);
             }
         }
-        if !page.more || page.kvs.is_empty() {
-            return Ok(out);
-        }
-        start_after = page.kvs.last().map(|kv| kv.key.clone());
-    }
+        Ok::<_, HttpError>(())
+    })
+    .await?;
+    Ok(out)
 }
 
 async fn update_handler(
