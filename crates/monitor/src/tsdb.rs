@@ -639,35 +639,21 @@ impl Tsdb {
     /// Drops raw blocks ending at or before `now_ms - raw_retention_ms` and hourly blocks
     /// ending at or before `now_ms - hourly_retention_ms`, files first.
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<RetentionReport, TsdbError> {
-        let mut rep = RetentionReport::default();
-        let raw_cut = now_ms.saturating_sub(self.opts.raw_retention_ms);
-        let old: Vec<i64> = self
-            .closed
-            .iter()
-            .filter(|(_, b)| b.end <= raw_cut)
-            .map(|(&s, _)| s)
-            .collect();
-        for s in old {
-            if let Some(dir) = &self.dir {
-                remove_if_exists(&block_path(dir, s))?;
-            }
-            self.closed.remove(&s);
-            rep.raw_blocks += 1;
-        }
-        let hr_cut = now_ms.saturating_sub(self.opts.hourly_retention_ms);
-        let old: Vec<i64> = self
-            .hourly
-            .iter()
-            .filter(|(_, b)| b.end <= hr_cut)
-            .map(|(&s, _)| s)
-            .collect();
-        for s in old {
-            if let Some(dir) = &self.dir {
-                remove_if_exists(&hourly_path(dir, s))?;
-            }
-            self.hourly.remove(&s);
-            rep.hourly_blocks += 1;
-        }
+        let dir = self.dir.as_deref();
+        let rep = RetentionReport {
+            raw_blocks: drop_ended(
+                &mut self.closed,
+                now_ms.saturating_sub(self.opts.raw_retention_ms),
+                |b| b.end,
+                dir.map(|d| move |s| block_path(d, s)),
+            )?,
+            hourly_blocks: drop_ended(
+                &mut self.hourly,
+                now_ms.saturating_sub(self.opts.hourly_retention_ms),
+                |b| b.end,
+                dir.map(|d| move |s| hourly_path(d, s)),
+            )?,
+        };
         if rep != RetentionReport::default() {
             tracing::info!(
                 raw = rep.raw_blocks,
@@ -792,6 +778,28 @@ fn block_path(dir: &Path, start: i64) -> PathBuf {
 
 fn hourly_path(dir: &Path, start: i64) -> PathBuf {
     dir.join("hourly").join(format!("{start}.hrl"))
+}
+
+/// Removes the blocks of `blocks` ending at or before `cut`, each one's file
+/// (when persisted) before its entry; returns how many were removed.
+fn drop_ended<B>(
+    blocks: &mut BTreeMap<i64, B>,
+    cut: i64,
+    end: impl Fn(&B) -> i64,
+    file: Option<impl Fn(i64) -> PathBuf>,
+) -> Result<u64, TsdbError> {
+    let old: Vec<i64> = blocks
+        .iter()
+        .filter(|(_, b)| end(b) <= cut)
+        .map(|(&s, _)| s)
+        .collect();
+    for s in &old {
+        if let Some(path) = &file {
+            remove_if_exists(&path(*s))?;
+        }
+        blocks.remove(s);
+    }
+    Ok(old.len() as u64)
 }
 
 fn remove_if_exists(p: &Path) -> Result<(), TsdbError> {
