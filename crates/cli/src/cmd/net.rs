@@ -286,9 +286,8 @@ mod tests {
             .contains("not an IPv4"));
     }
 
-    #[test]
-    fn ips_show_state_age_and_when_reusable() {
-        let n = Network {
+    fn network(quarantine_secs: u64) -> Network {
+        Network {
             name: "a".into(),
             vlan: 1,
             subnet: "10.0.0.0/24".parse().unwrap(),
@@ -296,8 +295,13 @@ mod tests {
             reserved: vec![],
             zone: "default".into(),
             switches: vec![],
-            quarantine_secs: 300,
-        };
+            quarantine_secs,
+        }
+    }
+
+    #[test]
+    fn ips_show_state_age_and_when_reusable() {
+        let n = network(300);
         let rec = |last: u8, index: u32, state: IpState, since_ms: u64| IpAssignment {
             network: "a".into(),
             ip: Ipv4Addr::new(10, 0, 0, last),
@@ -346,16 +350,7 @@ mod tests {
 
     #[test]
     fn a_huge_quarantine_renders_without_overflow() {
-        let n = Network {
-            name: "a".into(),
-            vlan: 1,
-            subnet: "10.0.0.0/24".parse().unwrap(),
-            gateway: Ipv4Addr::new(10, 0, 0, 1),
-            reserved: vec![],
-            zone: "default".into(),
-            switches: vec![],
-            quarantine_secs: u64::MAX / 10,
-        };
+        let n = network(u64::MAX / 10);
         let rec = IpAssignment {
             network: "a".into(),
             ip: Ipv4Addr::new(10, 0, 0, 2),
