@@ -45,20 +45,7 @@ pub async fn any_under(store: &dyn Store, prefix: &str) -> Result<bool, StoreErr
 
 /// Reads and decodes every key under `prefix`, page by page. Only for list
 /// endpoints and summaries whose cost is meant to grow with the data.
-pub async fn list_all<T: DeserializeOwned>(
-    store: &dyn Store,
-    prefix: &str,
-) -> Result<Vec<T>, StoreError> {
-    let mut out = Vec::new();
-    jdos_store::for_each_page(store, prefix, 2048, |kvs| {
-        for kv in kvs {
-            out.push(json::decode(kv)?);
-        }
-        Ok::<_, StoreError>(())
-    })
-    .await?;
-    Ok(out)
-}
+pub use jdos_store::json::list_all;
 
 /// One page of a filtered list.
 #[derive(Debug, Clone, PartialEq, Eq)]

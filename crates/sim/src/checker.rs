@@ -6,7 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use jdos_scheduler::ZonePolicy;
-use jdos_store::{json, Store, StoreError};
+use jdos_store::json::list_all;
+use jdos_store::{Store, StoreError};
 use jdos_types::topology::HostAllocation;
 use jdos_types::{keys, Container, GroupKey, Host, Network, Resources};
 use serde::{Deserialize, Serialize};
@@ -31,22 +32,6 @@ impl CheckReport {
             *self.kinds.entry(kind.to_string()).or_default() += n;
         }
     }
-}
-
-/// Reads every record under `prefix`.
-pub(crate) async fn read_all<T: serde::de::DeserializeOwned>(
-    store: &dyn Store,
-    prefix: &str,
-) -> Result<Vec<T>, StoreError> {
-    let mut out = Vec::new();
-    jdos_store::for_each_page(store, prefix, 10_000, |kvs| {
-        for kv in kvs {
-            out.push(json::decode(kv)?);
-        }
-        Ok::<_, StoreError>(())
-    })
-    .await?;
-    Ok(out)
 }
 
 /// Switches of the group's datacenter with a schedulable host that passes
@@ -126,10 +111,10 @@ pub async fn check(
     policy: &ZonePolicy,
 ) -> Result<CheckReport, StoreError> {
     tracing::info!("checking the final store state");
-    let hosts: Vec<Host> = read_all(store, keys::HOSTS).await?;
-    let networks: Vec<Network> = read_all(store, keys::NETWORKS).await?;
-    let containers: Vec<Container> = read_all(store, keys::CONTAINERS).await?;
-    let allocs: Vec<HostAllocation> = read_all(store, keys::ALLOC).await?;
+    let hosts: Vec<Host> = list_all(store, keys::HOSTS).await?;
+    let networks: Vec<Network> = list_all(store, keys::NETWORKS).await?;
+    let containers: Vec<Container> = list_all(store, keys::CONTAINERS).await?;
+    let allocs: Vec<HostAllocation> = list_all(store, keys::ALLOC).await?;
     let mut rep = CheckReport {
         containers: containers.len(),
         ..Default::default()

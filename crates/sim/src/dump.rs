@@ -20,8 +20,8 @@ use jdos_store::Store;
 use jdos_types::{keys, Container, GroupKey};
 use serde_json::json;
 
-use crate::checker::read_all;
 use crate::run::{SimError, SimRun};
+use jdos_store::json::list_all;
 
 /// Writes the dump of a finished run.
 pub async fn write_dump(
@@ -73,7 +73,7 @@ pub async fn write_dump(
         .iter()
         .map(|h| (h.name.as_str(), h))
         .collect();
-    let containers: Vec<Container> = read_all(store, keys::CONTAINERS).await?;
+    let containers: Vec<Container> = list_all(store, keys::CONTAINERS).await?;
     for c in &containers {
         let host = c.host.as_deref().unwrap_or("");
         let (sw, rack) = hosts

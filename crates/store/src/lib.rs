@@ -524,4 +524,22 @@ pub mod json {
         serde_json::from_slice(&kv.value)
             .map_err(|e| StoreError::Backend(format!("corrupt value at {}: {e}", kv.key)))
     }
+
+    /// Reads and decodes every value under `prefix`, in key order, page by
+    /// page. Its cost grows with the data: for summaries and checkers, not
+    /// for request paths that must stay bounded.
+    pub async fn list_all<T: DeserializeOwned>(
+        store: &(impl crate::Store + ?Sized),
+        prefix: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        crate::for_each_page(store, prefix, 4096, |kvs| {
+            for kv in kvs {
+                out.push(decode(kv)?);
+            }
+            Ok::<_, StoreError>(())
+        })
+        .await?;
+        Ok(out)
+    }
 }
