@@ -24,13 +24,19 @@ pub struct Cli {
 pub enum Command {
     /// Run the API server on a persistent store.
     Server(cmd::server::Args),
+    /// Run the node agent of this host: register, heartbeat, run its containers.
+    Agent(cmd::agent::Args),
     /// Run everything in one process with simulated hosts: the five-minute demo.
     Dev(cmd::dev::Args),
     /// Check a token against a server and save both to the config file.
     Login(cmd::login::Args),
     /// Show who the current token is.
     Whoami(cmd::whoami::Args),
-    /// List objects: hosts, datacenters, apps, events, tokens.
+    /// Create or update apps from a YAML spec (`--dry-run` shows the diff).
+    Apply(cmd::apply::Args),
+    /// Show the event trail; `--watch` follows it.
+    Events(cmd::events::Args),
+    /// List objects: hosts, datacenters, apps, groups, containers, events, tokens.
     Get(cmd::get::Args),
     /// Show one object in detail.
     Describe(cmd::describe::Args),
@@ -46,12 +52,26 @@ pub enum Command {
     Completions(cmd::completions::Args),
     /// VLAN networks and their addresses: create, get, describe, ips, delete.
     Net(cmd::net::Args),
+    /// Cordon a host and move its containers elsewhere with their IPs.
+    Drain(cmd::drain::Args),
+    /// Failure handling: status of the controller and its brakes, resume.
+    Failover(cmd::failover::Args),
+    /// The autoscaling controller's last decision per group.
+    Autoscale(cmd::autoscale::Args),
     /// Replay a load trace under the HPA and the predictive autoscaler.
     #[command(name = "autoscale-sim")]
     AutoscaleSim(cmd::autoscale_sim::Args),
     /// Place a generated workload on thousands of simulated hosts with the
     /// real scheduler and store commit, and check the result.
     Sim(cmd::sim::Args),
+    /// Alerts (`--state firing`), alert policies and receivers.
+    Alerts(cmd::alerts::Args),
+    /// Mute notifications of matching alerts for a while.
+    Silence(cmd::silence::Args),
+    /// Query a container or host metric over a range (table and sparkline).
+    Metrics(cmd::metrics::Args),
+    /// Latest cpu, memory and network per container or host.
+    Top(cmd::top::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -62,9 +82,12 @@ fn main() -> std::process::ExitCode {
     // a sub-command may also build its own runtime.
     let result = match cli.command {
         Command::Server(a) => cmd::block_on(cmd::server::run(a, g)),
+        Command::Agent(a) => cmd::block_on(cmd::agent::run(a, g)),
         Command::Dev(a) => cmd::block_on(cmd::dev::run(a, g)),
         Command::Login(a) => cmd::block_on(cmd::login::run(a, g)),
         Command::Whoami(a) => cmd::block_on(cmd::whoami::run(a, g)),
+        Command::Apply(a) => cmd::block_on(cmd::apply::run(a, g)),
+        Command::Events(a) => cmd::block_on(cmd::events::run(a, g)),
         Command::Get(a) => cmd::block_on(cmd::get::run(a, g)),
         Command::Describe(a) => cmd::block_on(cmd::describe::run(a, g)),
         Command::Cordon(a) => cmd::block_on(cmd::cordon::run(a, g, true)),
@@ -73,8 +96,15 @@ fn main() -> std::process::ExitCode {
         Command::Bench(a) => cmd::block_on(cmd::bench::run(a, g)),
         Command::Completions(a) => cmd::completions::run(a),
         Command::Net(a) => cmd::block_on(cmd::net::run(a, g)),
+        Command::Drain(a) => cmd::block_on(cmd::drain::run(a, g)),
+        Command::Failover(a) => cmd::block_on(cmd::failover::run(a, g)),
+        Command::Autoscale(a) => cmd::block_on(cmd::autoscale::run(a, g)),
         Command::AutoscaleSim(a) => cmd::autoscale_sim::run(a),
         Command::Sim(a) => cmd::sim::run(a),
+        Command::Alerts(a) => cmd::block_on(cmd::alerts::run(a, g)),
+        Command::Silence(a) => cmd::block_on(cmd::silence::run(a, g)),
+        Command::Metrics(a) => cmd::block_on(cmd::metrics::run(a, g)),
+        Command::Top(a) => cmd::block_on(cmd::top::run(a, g)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -345,3 +345,131 @@ fn no_server_means_a_hint_not_a_trace() {
     assert!(err.contains("jdos dev"), "{err}");
     assert!(err.contains(&addr), "{err}");
 }
+
+/// The repository's examples directory.
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+}
+
+#[test]
+fn apply_dry_run_then_apply_then_follow_events() {
+    let dev = Dev::start();
+    let web = examples().join("web.yaml");
+    let web = web.to_str().unwrap();
+
+    // A dry run prints the plan and writes nothing.
+    let plan = dev.jdos(&["apply", "-f", web, "--dry-run"]).ok();
+    assert!(plan.contains("+ app web"), "{plan}");
+    assert!(
+        plan.contains("+ group web/production/web-lf in langfang: 2 replicas"),
+        "{plan}"
+    );
+    assert!(plan.contains("(dry run: nothing written)"), "{plan}");
+    dev.jdos(&["describe", "app", "web"]).fails();
+
+    // Follow the app's events from the start while applying.
+    let mut watch = Command::new(JDOS)
+        .args([
+            "events", "--app", "web", "--since", "1h", "--watch", "-o", "json",
+        ])
+        .env("JDOS_CONFIG", &dev.config)
+        .env_remove("JDOS_ADDR")
+        .env_remove("JDOS_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn jdos events --watch");
+    let stdout = watch.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+
+    let applied = dev.jdos(&["apply", "-f", web]).ok();
+    assert!(applied.contains("groups: 2 to create"), "{applied}");
+    let again = dev.jdos(&["apply", "-f", web]).ok();
+    assert!(
+        again.contains("app web: unchanged, nothing to do"),
+        "{again}"
+    );
+
+    let groups = dev.jdos(&["get", "groups", "--app", "web"]).ok();
+    let lines: Vec<&str> = groups.lines().collect();
+    assert_eq!(lines.len(), 3, "{groups}");
+    assert!(
+        lines[1].contains("web-lf") && lines[1].contains("langfang"),
+        "{groups}"
+    );
+    assert!(lines[1].contains("jdos-busybox:latest"), "{groups}");
+    let described = dev
+        .jdos(&["describe", "group", "web/production/web-sq"])
+        .ok();
+    let flat = described.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("Health: http :80/ every 1000 ms"),
+        "{described}"
+    );
+    assert!(flat.contains("GREETING=ni hao"), "{described}");
+    let app = dev.jdos(&["describe", "app", "web"]).ok();
+    assert!(
+        app.contains("Department:") && app.contains("retail"),
+        "{app}"
+    );
+
+    // A changed spec: the diff names old → new.
+    let changed = std::fs::read_to_string(web)
+        .unwrap()
+        .replacen("replicas: 2", "replicas: 3", 1);
+    let file = dev._dir.path().join("web-3.yaml");
+    std::fs::write(&file, changed).unwrap();
+    let plan = dev
+        .jdos(&["apply", "-f", file.to_str().unwrap(), "--dry-run"])
+        .ok();
+    assert!(
+        plan.contains("~ group web/production/web-lf in langfang"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("- replicas: 2") && plan.contains("+ replicas: 3"),
+        "{plan}"
+    );
+    dev.jdos(&["apply", "-f", file.to_str().unwrap()]).ok();
+
+    // A bad spec: every offending field on one error line, exit 1.
+    let bad = dev._dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(web)
+            .unwrap()
+            .replace("name: web\n", "name: Web\n")
+            .replace("memory: 32Mi", "memory: lots"),
+    )
+    .unwrap();
+    let err = dev.jdos(&["apply", "-f", bad.to_str().unwrap()]).fails();
+    assert!(
+        err.contains("name") && err.contains("template.resources.memory"),
+        "{err}"
+    );
+
+    // The watcher saw both applies that changed something, and nothing else.
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.len() < 2 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("events --watch printed only {seen:?}"));
+        let e: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(e["app"], "web", "{line}");
+        seen.push(e["action"].as_str().unwrap().to_string());
+    }
+    assert_eq!(seen, ["app.apply", "app.apply"]);
+    let _ = watch.kill();
+    let _ = watch.wait();
+}

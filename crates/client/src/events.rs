@@ -59,6 +59,31 @@ impl Client {
     }
 }
 
+impl Client {
+    /// `GET /api/v1/events/head`: the newest event's sequence number, to
+    /// follow the trail from now on.
+    pub async fn events_head(&self) -> Result<u64, ClientError> {
+        let h: jdos_types::api::EventHead = self.get_json("/api/v1/events/head", &()).await?;
+        Ok(h.seq)
+    }
+
+    /// Long-polls for events newer than `after_seq` matching `q`: answers
+    /// as soon as one lands, or empty after about `wait_ms` (the server
+    /// caps it at 30 s). For `jdos events --watch`.
+    pub async fn wait_events(
+        &self,
+        after_seq: u64,
+        q: &EventQuery,
+        wait_ms: u64,
+    ) -> Result<Vec<Event>, ClientError> {
+        let q = EventQuery {
+            wait_ms: Some(wait_ms),
+            ..q.clone()
+        };
+        self.events_after(after_seq, &q).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

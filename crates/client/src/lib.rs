@@ -16,10 +16,16 @@
 //! Every method maps one route; list routes come in two flavours: one page
 //! (`list_*`, with `limit` and `continue`) and every page (`all_*`).
 
+mod agents;
+mod alerting;
+mod apply;
 mod apps;
+mod autoscaling;
 mod error;
 mod events;
+mod failover;
 mod hosts;
+mod metrics;
 mod networks;
 mod query;
 mod tokens;
@@ -30,9 +36,10 @@ use reqwest::{Method, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use alerting::AlertQuery;
 pub use error::ClientError;
 pub use jdos_types::api::ListResponse;
-pub use query::{EventQuery, HostQuery, ListQuery};
+pub use query::{ContainerQuery, EventQuery, GroupQuery, HostQuery, ListQuery};
 
 use jdos_types::api::WhoAmI;
 use jdos_types::topology::TopologyNode;
@@ -163,7 +170,10 @@ impl Client {
     }
 
     /// Sends, checks the status and decodes the body.
-    async fn call<T: DeserializeOwned>(&self, rb: RequestBuilder) -> Result<T, ClientError> {
+    pub(crate) async fn call<T: DeserializeOwned>(
+        &self,
+        rb: RequestBuilder,
+    ) -> Result<T, ClientError> {
         let resp = self.send(rb).await?;
         let resp = self.check(resp).await?;
         let url = resp.url().path().to_string();

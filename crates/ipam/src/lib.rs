@@ -13,11 +13,13 @@
 //!   transaction, so several `Ipam` instances over one store (several
 //!   servers) never hand out one address twice. Time is always an argument.
 
+mod batch;
 mod error;
 mod networks;
 pub mod pool;
 mod service;
 
+pub use batch::{IpBatch, IpRelease};
 pub use error::{IpamError, Result};
 pub use networks::{validate_network, NetworkChange};
 pub use pool::{AddressPool, Slot, Unavailable};

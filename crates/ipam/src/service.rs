@@ -32,15 +32,15 @@ const PAGE: usize = 2_000;
 
 /// The value of the identity index key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Owner {
-    network: String,
-    ip: Ipv4Addr,
+pub(crate) struct Owner {
+    pub(crate) network: String,
+    pub(crate) ip: Ipv4Addr,
 }
 
 /// What the index keeps of one address record: little, so that a rebuild
 /// of 150,000 records allocates little.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Rec {
+pub(crate) struct Rec {
     /// `app/env/group/index`.
     identity: Box<str>,
     state: IpState,
@@ -71,7 +71,7 @@ struct IdentityRef<'a> {
 }
 
 impl Rec {
-    fn of(a: &IpAssignment, rev: Revision) -> Self {
+    pub(crate) fn of(a: &IpAssignment, rev: Revision) -> Self {
         Rec {
             identity: a.identity.to_string().into_boxed_str(),
             state: a.state,
@@ -81,7 +81,7 @@ impl Rec {
     }
 
     /// Decodes a stored record straight into the index's form.
-    fn decode(kv: &KeyValue) -> Result<(Ipv4Addr, Rec)> {
+    pub(crate) fn decode(kv: &KeyValue) -> Result<(Ipv4Addr, Rec)> {
         let r: RecordRef<'_> = serde_json::from_slice(&kv.value).map_err(|e| {
             jdos_store::StoreError::Backend(format!("corrupt value at {}: {e}", kv.key))
         })?;
@@ -100,24 +100,24 @@ impl Rec {
 }
 
 /// What one `Ipam` instance knows about a network.
-struct NetCache {
+pub(crate) struct NetCache {
     network: Network,
     /// Mod revision of the network key this cache was built from.
-    rev: Revision,
-    pool: AddressPool,
+    pub(crate) rev: Revision,
+    pub(crate) pool: AddressPool,
     /// Store records with their mod revision.
-    records: HashMap<Ipv4Addr, Rec>,
+    pub(crate) records: HashMap<Ipv4Addr, Rec>,
     /// Quarantined addresses by their last identity (which may take them back).
     quarantined_by: HashMap<Box<str>, Ipv4Addr>,
 }
 
 impl NetCache {
-    fn quarantine_ms(&self) -> u64 {
+    pub(crate) fn quarantine_ms(&self) -> u64 {
         self.network.quarantine_secs.saturating_mul(1000)
     }
 
     /// Applies one record as read from the store (`None`: the key is absent).
-    fn apply(&mut self, ip: Ipv4Addr, rec: Option<Rec>) {
+    pub(crate) fn apply(&mut self, ip: Ipv4Addr, rec: Option<Rec>) {
         if let Some(old) = self.records.remove(&ip) {
             if old.state == IpState::Quarantined
                 && self.quarantined_by.get(&old.identity) == Some(&ip)
@@ -144,7 +144,7 @@ impl NetCache {
     }
 
     /// Picks a candidate for `identity` and marks it taken in the pool.
-    fn pick(
+    pub(crate) fn pick(
         &mut self,
         identity: &InstanceId,
         want: Option<Ipv4Addr>,
@@ -220,7 +220,7 @@ impl NetCache {
 }
 
 /// What [`NetCache::pick`] decided.
-enum Pick {
+pub(crate) enum Pick {
     /// Try to commit this address.
     Candidate {
         ip: Ipv4Addr,
@@ -267,7 +267,7 @@ impl Ipam {
         &self.store
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, NetCache>> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, HashMap<String, NetCache>> {
         // A panic while holding the lock leaves a cache that may be stale, and
         // stale caches are safe (every write is compared against the store).
         self.nets.lock().unwrap_or_else(|e| e.into_inner())
@@ -324,7 +324,7 @@ impl Ipam {
 
     /// Loads `network` into the cache (from the store) unless it is there.
     /// With `force`, reloads it.
-    async fn ensure_loaded(&self, network: &str, force: bool) -> Result<()> {
+    pub(crate) async fn ensure_loaded(&self, network: &str, force: bool) -> Result<()> {
         if !force && self.lock().contains_key(network) {
             return Ok(());
         }

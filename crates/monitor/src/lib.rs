@@ -6,6 +6,8 @@
 //!   value), head chunks per 2-hour window with a write-ahead log, closed blocks persisted
 //!   as checksummed files, retention, hourly downsampling (count/sum/min/max/last per series
 //!   and hour).
+//! - [`collect`]: host metrics from `/proc` and `/sys`, container metrics from cgroups
+//!   (v1 or v2) and the container's network namespace, as rates between rounds.
 //! - [`synth`]: synthetic container metrics shaped like cgroup readouts (benchmarks, demos).
 //! - [`query`]: raw ranges per series and aggregations (sum, avg, max, min, p95) over a
 //!   [`Selector`] at a step, each series first reduced per bucket (last, mean, max, min or
@@ -30,6 +32,7 @@
 //! ```
 
 pub mod bits;
+pub mod collect;
 pub mod downsample;
 pub mod gorilla;
 pub mod labels;
@@ -41,7 +44,7 @@ pub mod tsdb;
 pub use downsample::{HourlyPoint, HOUR_MS};
 pub use gorilla::{Chunk, ChunkEncoder, OutOfOrder, Sample};
 pub use labels::{Labels, LabelsError, Matcher, Selector, SeriesId, METRIC_NAME};
-pub use query::{Aggregation, BucketFn, Point, QueryError, RangeQuery};
+pub use query::{Aggregation, BucketFn, GroupedPoints, Point, QueryError, RangeQuery};
 pub use tsdb::{
     AppendSummary, Options, RetentionReport, Stats, Tsdb, TsdbError, MAX_TIMESTAMP, MIN_TIMESTAMP,
 };

@@ -261,9 +261,45 @@ impl Tsdb {
     pub fn query(&self, q: &RangeQuery) -> Result<Vec<Point>, QueryError> {
         let n = check(q.start, q.end, q.step)?;
         let ids = self.select(&q.selector);
+        let rows = self.rows(q, n, &ids);
+        Ok(combine(q, n, &rows))
+    }
+
+    /// Like [`Tsdb::query`], but one aggregated result per value of label `by` (series
+    /// without the label form the group `None`), sorted by group. `by = None` gives one
+    /// group holding every selected series (none when nothing matched).
+    pub fn query_by(
+        &self,
+        q: &RangeQuery,
+        by: Option<&str>,
+    ) -> Result<Vec<GroupedPoints>, QueryError> {
+        let n = check(q.start, q.end, q.step)?;
+        let ids = self.select(&q.selector);
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.rows(q, n, &ids);
+        let mut groups: std::collections::BTreeMap<Option<&str>, Vec<Vec<Option<f64>>>> =
+            std::collections::BTreeMap::new();
+        for (id, row) in ids.iter().zip(rows) {
+            let key = by.and_then(|b| self.index.labels(*id).and_then(|l| l.get(b)));
+            groups.entry(key).or_default().push(row);
+        }
+        Ok(groups
+            .into_iter()
+            .map(|(g, rows)| GroupedPoints {
+                group: g.map(str::to_string),
+                series: rows.len() as u32,
+                points: combine(q, n, &rows),
+            })
+            .collect())
+    }
+
+    /// One bucketized row per series of `ids`, in order, aligned in parallel when many.
+    fn rows(&self, q: &RangeQuery, n: usize, ids: &[SeriesId]) -> Vec<Vec<Option<f64>>> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let per = ids.len().div_ceil(threads).max(32);
-        let rows: Vec<Vec<Option<f64>>> = if ids.len() > per {
+        if ids.len() > per {
             std::thread::scope(|sc| {
                 let handles: Vec<_> = ids
                     .chunks(per)
@@ -288,9 +324,19 @@ impl Tsdb {
             ids.iter()
                 .map(|&id| self.bucketize_unchecked(id, q.start, q.end, q.step, n, q.bucket))
                 .collect()
-        };
-        Ok(combine(q, n, &rows))
+        }
     }
+}
+
+/// One group of a [`Tsdb::query_by`] answer.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GroupedPoints {
+    /// Value of the grouping label (`None`: not grouped, or the label is absent).
+    pub group: Option<String>,
+    /// Series in the group.
+    pub series: u32,
+    /// Aggregated points (buckets without any value are absent).
+    pub points: Vec<Point>,
 }
 
 /// Combines the per-series rows bucket by bucket. Rows are walked one after the other (not

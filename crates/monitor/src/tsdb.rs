@@ -225,6 +225,8 @@ pub struct Tsdb {
     pub(crate) hourly: BTreeMap<i64, HourlyBlock>,
     pub(crate) closed_until: i64,
     max_t: i64,
+    /// Newest sample per series (`t == i64::MIN` when none), for "latest value" views.
+    latest: Vec<Sample>,
 }
 
 impl std::fmt::Debug for SeriesLog {
@@ -255,6 +257,7 @@ impl Tsdb {
             hourly: BTreeMap::new(),
             closed_until: i64::MIN,
             max_t: i64::MIN,
+            latest: Vec::new(),
         })
     }
 
@@ -369,6 +372,7 @@ impl Tsdb {
             tracing::info!(replayed, "wal replayed");
             db.wal = Some(wal);
         }
+        db.fill_latest_from_closed();
         db.dir = Some(dir);
         tracing::info!(
             series = db.index.len(),
@@ -378,6 +382,31 @@ impl Tsdb {
             "tsdb opened"
         );
         Ok(db)
+    }
+
+    /// Sets the newest sample of series that have none in the head from the newest
+    /// closed block holding them (each such series' chunk is decoded once).
+    fn fill_latest_from_closed(&mut self) {
+        let n = self.index.len();
+        self.latest.resize(n, Sample::new(i64::MIN, f64::NAN));
+        for blk in self.closed.values().rev() {
+            for (id, c) in &blk.chunks {
+                let l = &mut self.latest[*id as usize];
+                if l.t == i64::MIN {
+                    if let Some(s) = c.iter().last() {
+                        *l = s;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The newest sample of series `id`, if it has any.
+    pub fn latest(&self, id: SeriesId) -> Option<Sample> {
+        self.latest
+            .get(id as usize)
+            .copied()
+            .filter(|s| s.t != i64::MIN)
     }
 
     /// The options in force.
@@ -466,6 +495,13 @@ impl Tsdb {
             })?;
         if t > self.max_t {
             self.max_t = t;
+        }
+        if self.latest.len() <= id as usize {
+            self.latest.resize(n, Sample::new(i64::MIN, f64::NAN));
+        }
+        let l = &mut self.latest[id as usize];
+        if t > l.t {
+            *l = Sample::new(t, v);
         }
         Ok(())
     }

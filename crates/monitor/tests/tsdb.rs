@@ -657,3 +657,77 @@ fn a_full_wal_triggers_a_head_snapshot() {
         .enumerate()
         .all(|(i, s)| s.t == i as i64 * 1000 && s.v == i as f64));
 }
+
+#[test]
+fn query_by_groups_series_by_label_and_latest_tracks_newest_sample() {
+    let mut db = Tsdb::in_memory(Options::default()).unwrap();
+    let mk = |g: &str, i: &str| Labels::new("cpu", [("group", g), ("instance", i)]).unwrap();
+    let a1 = db.series(&mk("web", "a1"));
+    let a2 = db.series(&mk("web", "a2"));
+    let b1 = db.series(&mk("db", "b1"));
+    let other = db.series(&Labels::new("cpu", [("instance", "x")]).unwrap());
+    for k in 0..6i64 {
+        let t = k * 10_000;
+        db.append_batch(&[
+            (a1, Sample::new(t, 1.0)),
+            (a2, Sample::new(t, 3.0)),
+            (b1, Sample::new(t, 10.0 + k as f64)),
+            (other, Sample::new(t, 100.0)),
+        ])
+        .unwrap();
+    }
+    let q = RangeQuery {
+        selector: Selector::metric("cpu"),
+        start: 0,
+        end: 60_000,
+        step: 30_000,
+        bucket: BucketFn::Max,
+        aggregation: Aggregation::Sum,
+    };
+    let g = db.query_by(&q, Some("group")).unwrap();
+    let names: Vec<Option<&str>> = g.iter().map(|g| g.group.as_deref()).collect();
+    assert_eq!(names, vec![None, Some("db"), Some("web")]);
+    assert_eq!(g[2].series, 2);
+    assert_eq!(
+        g[2].points.iter().map(|p| p.value).collect::<Vec<_>>(),
+        vec![4.0, 4.0]
+    );
+    assert_eq!(
+        g[1].points.iter().map(|p| p.value).collect::<Vec<_>>(),
+        vec![12.0, 15.0]
+    );
+    let all = db.query_by(&q, None).unwrap();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].series, 4);
+    assert_eq!(all[0].points, db.query(&q).unwrap());
+    let none = db
+        .query_by(
+            &RangeQuery {
+                selector: Selector::metric("nope"),
+                ..q.clone()
+            },
+            None,
+        )
+        .unwrap();
+    assert!(none.is_empty());
+
+    assert_eq!(db.latest(b1), Some(Sample::new(50_000, 15.0)));
+    let fresh = db.series(&mk("db", "b2"));
+    assert_eq!(db.latest(fresh), None);
+}
+
+#[test]
+fn latest_survives_reopen_from_closed_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options::default();
+    {
+        let mut db = Tsdb::open(dir.path(), opts.clone()).unwrap();
+        let id = db.series(&Labels::new("m", [("a", "1")]).unwrap());
+        db.append(id, 1_000, 1.0).unwrap();
+        db.append(id, 2_000, 2.0).unwrap();
+        db.seal_through(2 * HOUR_MS).unwrap();
+        db.close().unwrap();
+    }
+    let db = Tsdb::open(dir.path(), opts).unwrap();
+    assert_eq!(db.latest(0), Some(Sample::new(2_000, 2.0)));
+}

@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_trait::async_trait;
+use jdos_store::{Compare, TxnOp};
 use jdos_types::container::DesiredState;
 use jdos_types::topology::HostAllocation;
 use jdos_types::{Container, ContainerPhase, GroupKey, InstanceId, UnixMillis};
@@ -59,8 +60,30 @@ pub struct CommitPlan {
     pub record: GroupPlacements,
     /// New allocations of the chosen hosts.
     pub hosts: Vec<HostWrite>,
-    /// New container records.
+    /// Container records to write (new ones, or moved ones).
     pub containers: Vec<Container>,
+    /// Containers this plan moves to another host (their updated records
+    /// are in `containers`).
+    pub moved: Vec<Moved>,
+    /// Containers this plan removes from the group (record entry dropped,
+    /// allocation released); their records are deleted.
+    pub released: Vec<InstanceId>,
+    /// The caller's own conditions, checked in the same transaction.
+    pub compares: Vec<Compare>,
+    /// The caller's own writes (assignments, IP records …), committed in the
+    /// same transaction.
+    pub ops: Vec<TxnOp>,
+}
+
+/// One container moved by a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moved {
+    /// Identity.
+    pub id: InstanceId,
+    /// The host it leaves (`None` when it had none).
+    pub from: Option<String>,
+    /// The host it goes to.
+    pub to: String,
 }
 
 /// What the store said about a plan.
@@ -86,6 +109,10 @@ pub enum CommitError {
     /// The store failed.
     #[error("store failed while committing a placement: {0}")]
     Store(#[from] jdos_store::StoreError),
+    /// The planner refused the plan (e.g. no address left for a container);
+    /// nothing was written.
+    #[error("placement refused: {0}")]
+    Refused(String),
     /// Conflicts kept coming back.
     #[error("placement of {group} still conflicted after {attempts} attempts: other schedulers keep changing the same hosts; retry later")]
     TooManyConflicts {
@@ -306,6 +333,10 @@ fn build(
             record: new_record,
             hosts: host_writes,
             containers,
+            moved: Vec::new(),
+            released: Vec::new(),
+            compares: Vec::new(),
+            ops: Vec::new(),
         },
         placed,
     )

@@ -16,6 +16,8 @@ pub enum Reason {
     NotReady,
     /// Cordoned by an operator.
     Cordoned,
+    /// Excluded by the request (a relocation away from it).
+    Avoided,
     /// Resource zone not allowed for the app's business level.
     ResourceZone,
     /// The group's network (VLAN) is not trunked to the host's switch.
@@ -49,6 +51,7 @@ impl Reason {
             Reason::Datacenter => "datacenter",
             Reason::NotReady => "host.not_ready",
             Reason::Cordoned => "host.cordoned",
+            Reason::Avoided => "host.avoided",
             Reason::ResourceZone => "resource_zone",
             Reason::NetworkUnreachable => "network_unreachable",
             Reason::Labels => "labels",

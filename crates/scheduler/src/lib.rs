@@ -8,6 +8,9 @@
 //!   not fit, an [`Explanation`] counting what each constraint filtered.
 //!   No IO, no clock; ties are broken by the seed in [`SchedulerConfig`].
 //! - [`choose_victims`] — scale-in that keeps the remaining spread best.
+//! - [`relocate`] — moving existing containers to other hosts (failover,
+//!   drain, migrate) and releasing them (scale-in), with the same
+//!   compare-and-swap commit.
 //! - [`commit`] — the [`commit::Planner`] seam and [`commit::place_and_commit`],
 //!   the optimistic-concurrency loop; [`store_planner::StorePlanner`] commits
 //!   through any `jdos_store::Store` as one compare-and-swap transaction.
@@ -26,6 +29,7 @@ pub mod explain;
 mod feasibility;
 mod place;
 mod rank;
+pub mod relocate;
 pub mod request;
 pub mod rng;
 mod scale_in;

@@ -77,6 +77,20 @@ impl Scheduler {
     /// Places `req.replicas` new replicas of one group, reserving each
     /// chosen host in `snap` as it goes.
     pub fn place(&mut self, snap: &mut Snapshot, req: &GroupRequest) -> Plan {
+        self.place_avoiding(snap, req, &[])
+    }
+
+    /// Like [`Scheduler::place`], never choosing a host of `avoid` (hosts a
+    /// relocation moves containers away from). `avoid` need not be sorted.
+    pub fn place_avoiding(
+        &mut self,
+        snap: &mut Snapshot,
+        req: &GroupRequest,
+        avoid: &[HostIdx],
+    ) -> Plan {
+        let mut avoid = avoid.to_vec();
+        avoid.sort_unstable();
+        avoid.dedup();
         let _span = tracing::debug_span!(
             "place",
             app = %req.group.app,
@@ -89,7 +103,7 @@ impl Scheduler {
             self.tried = vec![0; snap.switch_count()];
             self.generation = 0;
         }
-        let mut ctx = compile(snap, req, &self.config.zone_policy);
+        let mut ctx = compile(snap, req, &self.config.zone_policy, &avoid);
         for name in &req.existing {
             if let Some(h) = snap.host_index(name) {
                 self.counts.add(snap, h);
@@ -222,6 +236,7 @@ impl Scheduler {
             for &h in &snap.buckets[b as usize].hosts {
                 let e = &snap.hosts[h as usize];
                 if ZoneAllowed.check(&fctx, h, e).is_err()
+                    || ctx.avoids(h)
                     || (!ctx.labels.is_empty() && LabelsMatch.check(&fctx, h, e).is_err())
                     || !HostCap::ok(&fctx, h)
                     || !ctx.res.fits_in(&e.free())
@@ -257,7 +272,12 @@ impl Scheduler {
 }
 
 /// Resolves a request's names against the snapshot.
-fn compile<'r>(snap: &Snapshot, req: &'r GroupRequest, policy: &ZonePolicy) -> ReqCtx<'r> {
+fn compile<'r>(
+    snap: &Snapshot,
+    req: &'r GroupRequest,
+    policy: &ZonePolicy,
+    avoid: &'r [HostIdx],
+) -> ReqCtx<'r> {
     let mut allowed_zone = vec![false; snap.zones.len()];
     let mut zone_mask = 0u64;
     for z in policy.allowed(req.business_level) {
@@ -291,6 +311,7 @@ fn compile<'r>(snap: &Snapshot, req: &'r GroupRequest, policy: &ZonePolicy) -> R
         reachable,
         labels: &req.placement.required_labels,
         res: req.resources,
+        avoid,
         cap_host: u32::MAX,
         cap_rack: u32::MAX,
         cap_switch: u32::MAX,

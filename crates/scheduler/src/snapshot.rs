@@ -362,6 +362,28 @@ impl Snapshot {
         self.racks.len()
     }
 
+    /// True when the snapshot's entry of host `h` still describes `host` in
+    /// everything placement looks at (topology, capacity, zone, labels,
+    /// state, cordon). The epoch is not compared: [`Snapshot::set_epoch`]
+    /// updates it in place.
+    pub fn matches_host(&self, h: HostIdx, host: &Host) -> bool {
+        let e = &self.hosts[h as usize];
+        e.capacity == host.capacity
+            && e.state == host.state
+            && e.cordoned == host.cordoned
+            && e.labels == host.labels
+            && self.datacenters[e.datacenter as usize] == host.datacenter
+            && self.switches[e.switch as usize].name == host.switch
+            && self.racks[e.rack as usize].name == host.rack
+            && self.zones[e.zone as usize] == host.resource_zone
+    }
+
+    /// Sets a host's fencing epoch (copied into the records of containers
+    /// placed there from now on).
+    pub fn set_epoch(&mut self, h: HostIdx, epoch: u64) {
+        self.hosts[h as usize].epoch = epoch;
+    }
+
     /// Adds `res` to a host's allocation (a plan reserving it).
     pub fn reserve(&mut self, h: HostIdx, res: &Resources) {
         let e = &mut self.hosts[h as usize];

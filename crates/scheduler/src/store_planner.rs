@@ -54,6 +54,11 @@ impl<S: Store + ?Sized> Planner for StorePlanner<S> {
             // out meanwhile: no per-container compare is needed.
             txn = txn.and_then(TxnOp::put(keys::container(&c.id), json::encode(c)?));
         }
+        for id in &plan.released {
+            txn = txn.and_then(TxnOp::delete(keys::container(id)));
+        }
+        txn.compares.extend(plan.compares.iter().cloned());
+        txn.success.extend(plan.ops.iter().cloned());
         for h in &plan.hosts {
             let k = keys::alloc(&h.allocation.host);
             txn = txn
@@ -151,6 +156,19 @@ pub async fn load_snapshot<S: Store + ?Sized>(store: &S) -> Result<(Snapshot, u6
 /// already changed (fewer conflicts, not correctness: the CAS is that).
 pub struct SnapshotFeed {
     watch: Watch,
+    /// Host and network watches, when the feed also tracks topology.
+    topology: Option<(Watch, Watch)>,
+}
+
+/// What [`SnapshotFeed::drain_all`] applied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FeedStatus {
+    /// Allocation changes applied.
+    pub allocations: usize,
+    /// A host or network changed in a way the snapshot cannot absorb in
+    /// place (host added, removed, state, cordon, capacity, labels,
+    /// topology; any network change): rebuild it with [`load_snapshot`].
+    pub rebuild: bool,
 }
 
 impl SnapshotFeed {
@@ -161,6 +179,56 @@ impl SnapshotFeed {
     ) -> Result<Self, CommitError> {
         Ok(SnapshotFeed {
             watch: store.watch(keys::ALLOC, from_revision).await?,
+            topology: None,
+        })
+    }
+
+    /// Watches allocations, hosts and networks from `from_revision`; see
+    /// [`SnapshotFeed::drain_all`].
+    pub async fn start_with_topology<S: Store + ?Sized>(
+        store: &S,
+        from_revision: u64,
+    ) -> Result<Self, CommitError> {
+        Ok(SnapshotFeed {
+            watch: store.watch(keys::ALLOC, from_revision).await?,
+            topology: Some((
+                store.watch(keys::HOSTS, from_revision).await?,
+                store.watch(keys::NETWORKS, from_revision).await?,
+            )),
+        })
+    }
+
+    /// Applies every allocation change already delivered, updates host
+    /// epochs in place, and says whether any other host or network change
+    /// requires a rebuild. A host write that changes nothing placement
+    /// looks at (a heartbeat timestamp) needs none.
+    pub fn drain_all(&mut self, snap: &mut Snapshot) -> Result<FeedStatus, CommitError> {
+        let allocations = self.drain(snap)?;
+        let mut rebuild = false;
+        if let Some((hosts, networks)) = &mut self.topology {
+            for batch in drain_watch(hosts)? {
+                for ev in batch {
+                    let name = ev.kv.key.strip_prefix(keys::HOSTS).unwrap_or_default();
+                    match (ev.kind, snap.host_index(name)) {
+                        (EventKind::Put, Some(h)) => {
+                            let host: Host = json::decode(&ev.kv)?;
+                            if snap.matches_host(h, &host) {
+                                snap.set_epoch(h, host.epoch);
+                            } else {
+                                rebuild = true;
+                            }
+                        }
+                        _ => rebuild = true,
+                    }
+                }
+            }
+            if !drain_watch(networks)?.is_empty() {
+                rebuild = true;
+            }
+        }
+        Ok(FeedStatus {
+            allocations,
+            rebuild,
         })
     }
 
@@ -200,6 +268,21 @@ impl SnapshotFeed {
                 Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
                     return Err(jdos_store::StoreError::Closed.into())
                 }
+            }
+        }
+    }
+}
+
+/// Every batch already delivered on `w`, without waiting.
+fn drain_watch(w: &mut Watch) -> Result<Vec<Vec<jdos_store::WatchEvent>>, CommitError> {
+    let mut out = Vec::new();
+    loop {
+        match w.rx.try_recv() {
+            Ok(Ok(events)) => out.push(events),
+            Ok(Err(e)) => return Err(e.into()),
+            Err(tokio::sync::mpsc::error::TryRecvError::Empty) => return Ok(out),
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                return Err(jdos_store::StoreError::Closed.into())
             }
         }
     }

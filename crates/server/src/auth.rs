@@ -144,7 +144,8 @@ pub fn hash_secret(secret: &str) -> String {
     hex(&Sha256::digest(secret.as_bytes()))
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Compares two byte strings in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -249,7 +250,7 @@ pub async fn bootstrap_admin(
     }
 }
 
-fn write_secret_file(path: &Path, content: &str) -> std::io::Result<()> {
+pub(crate) fn write_secret_file(path: &Path, content: &str) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("token.tmp");
     let mut opts = std::fs::OpenOptions::new();

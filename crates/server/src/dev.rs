@@ -1,12 +1,15 @@
 //! `jdos dev`: a simulated topology registered through the same code path
-//! as `POST /api/v1/hosts`. Simulated hosts carry driver `simulated`; the
-//! agent issue replaces them by real agents registering themselves.
+//! as `POST /api/v1/hosts`, and one network per datacenter. Seeded hosts
+//! carry driver `simulated` until the in-process agents `jdos dev` starts
+//! register them for real (an agent takes over its simulated record).
+
+use std::net::Ipv4Addr;
 
 use jdos_types::api::RegisterHost;
 use jdos_types::resources::GIB;
-use jdos_types::{Host, Labels, Resources};
+use jdos_types::{Host, Labels, Network, Resources};
 
-use crate::api::hosts;
+use crate::api::{hosts, networks};
 use crate::auth::Caller;
 use crate::error::HttpError;
 use crate::state::AppState;
@@ -102,4 +105,56 @@ pub async fn seed(state: &AppState, topo: &DevTopology) -> Result<Vec<Host>, Htt
     }
     tracing::info!(hosts = hosts.len(), "seeded the simulated topology");
     Ok(hosts)
+}
+
+/// The network of datacenter number `index` (0-based) in `jdos dev`:
+/// `dev-<dc>`, VLAN 100 + index, `10.213.<index+1>.0/24` with gateway `.1`,
+/// trunked to every switch of the datacenter, so every dev container gets a
+/// static address the host can reach (Docker realizes it as a bridge).
+pub fn dev_network(topo: &DevTopology, index: u32) -> Network {
+    let regs = topo.registrations();
+    let dc = topo
+        .datacenter_names
+        .get(index as usize)
+        .cloned()
+        .unwrap_or_else(|| format!("dc{}", index + 1));
+    let mut switches: Vec<String> = regs
+        .iter()
+        .filter(|r| r.datacenter == dc)
+        .map(|r| r.switch.clone())
+        .collect();
+    switches.dedup();
+    let octet = (index + 1).min(254) as u8;
+    Network {
+        name: format!("dev-{dc}"),
+        vlan: 100 + index as u16,
+        subnet: format!("10.213.{octet}.0/24")
+            .parse()
+            .expect("a /24 is valid"),
+        gateway: Ipv4Addr::new(10, 213, octet, 1),
+        reserved: Vec::new(),
+        zone: "dev".into(),
+        switches,
+        quarantine_secs: 30,
+    }
+}
+
+/// Creates the per-datacenter dev networks ([`dev_network`]) that do not
+/// exist yet, as actor `system:dev`; answers all of them.
+pub async fn seed_networks(
+    state: &AppState,
+    topo: &DevTopology,
+) -> Result<Vec<Network>, HttpError> {
+    let caller = Caller::system("system:dev");
+    let mut out = Vec::new();
+    for i in 0..topo.datacenters {
+        let net = dev_network(topo, i);
+        match networks::create(state, &caller, net.clone()).await {
+            Ok(n) => out.push(n),
+            // A kept --data-dir already has it.
+            Err(e) if e.status == axum::http::StatusCode::CONFLICT => out.push(net),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
 }

@@ -134,6 +134,14 @@ pub enum ServerError {
     /// The IPAM index could not be rebuilt from the store at start-up.
     #[error("ipam: {0}")]
     Ipam(#[from] jdos_ipam::IpamError),
+    /// The metrics store could not be opened.
+    #[error("metrics store {path}: {source}")]
+    Tsdb {
+        /// Its directory.
+        path: std::path::PathBuf,
+        /// Cause.
+        source: jdos_monitor::TsdbError,
+    },
     /// The HTTP server failed.
     #[error("http server: {0}")]
     Serve(std::io::Error),

@@ -1,6 +1,6 @@
 //! Shared state of the API server, handed to every handler.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 
 use jdos_ipam::Ipam;
 use jdos_store::Store;
@@ -9,7 +9,11 @@ use jdos_types::{Role, UnixMillis};
 use crate::auth::Caller;
 use crate::error::HttpError;
 use crate::events::{Commit, EventDraft, EventRecorder, Mutation};
+use crate::failover::FailoverShared;
+use crate::liveness::{Liveness, Timings};
 use crate::metrics::Metrics;
+use crate::monitoring::MetricsStore;
+use crate::platform::Platform;
 
 /// A source of "now" in unix milliseconds. Injected so that tests control time.
 pub type Clock = Arc<dyn Fn() -> UnixMillis + Send + Sync>;
@@ -26,9 +30,21 @@ pub fn system_clock() -> Clock {
 struct Inner {
     store: Arc<dyn Store>,
     ipam: Arc<Ipam>,
-    events: EventRecorder,
+    events: Arc<EventRecorder>,
     metrics: Metrics,
+    failover: Arc<FailoverShared>,
+    tsdb: Arc<MetricsStore>,
     clock: Clock,
+    platform: Arc<Platform>,
+    liveness: Liveness,
+    timings: RwLock<Timings>,
+    /// SHA-256 of the agents' join token, once configured.
+    join_token_sha256: RwLock<Option<String>>,
+    /// Set once after construction: the engine's operations hold a
+    /// [`WeakState`], so state → engine → operations → state is no cycle.
+    engine: OnceLock<Arc<jdos_workflow::Engine>>,
+    /// The autoscaling controller, set once at start.
+    autoscaler: OnceLock<Arc<crate::autoscale::Controller>>,
 }
 
 /// The server's state: the store, the event recorder, metrics and a clock.
@@ -56,13 +72,29 @@ impl AppState {
 
     /// State over a store with an injected clock.
     pub fn with_clock(store: Arc<dyn Store>, clock: Clock) -> Self {
+        let ipam = Arc::new(Ipam::new(store.clone()));
+        let events = Arc::new(EventRecorder::new());
+        let platform = Arc::new(Platform::new(
+            store.clone(),
+            ipam.clone(),
+            events.clone(),
+            clock.clone(),
+        ));
         AppState {
             inner: Arc::new(Inner {
-                ipam: Arc::new(Ipam::new(store.clone())),
+                ipam,
                 store,
-                events: EventRecorder::new(),
+                events,
                 metrics: Metrics::new(),
+                failover: Arc::default(),
+                tsdb: Arc::new(MetricsStore::in_memory()),
                 clock,
+                platform,
+                liveness: Liveness::default(),
+                timings: RwLock::new(Timings::default()),
+                join_token_sha256: RwLock::new(None),
+                engine: OnceLock::new(),
+                autoscaler: OnceLock::new(),
             }),
         }
     }
@@ -83,6 +115,89 @@ impl AppState {
         &self.inner.ipam
     }
 
+    /// The platform layer (placement, work orders, relocation, finalize).
+    pub fn platform(&self) -> &Arc<Platform> {
+        &self.inner.platform
+    }
+
+    /// When each host's agent was last heard from (in memory: heartbeats
+    /// do not write the store every second).
+    pub fn liveness(&self) -> &Liveness {
+        &self.inner.liveness
+    }
+
+    /// Agent timings in effect.
+    pub fn timings(&self) -> Timings {
+        *self.inner.timings.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets the agent timings (from [`crate::ServerConfig::timings`]).
+    pub fn set_timings(&self, t: Timings) {
+        *self
+            .inner
+            .timings
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = t;
+    }
+
+    /// Sets the join token agents register with (only its hash is kept).
+    pub fn set_join_token(&self, token: &str) {
+        *self
+            .inner
+            .join_token_sha256
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(crate::auth::hash_secret(token));
+    }
+
+    /// SHA-256 of the join token, when one is configured.
+    pub fn join_token_sha256(&self) -> Option<String> {
+        self.inner
+            .join_token_sha256
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The workflow engine, once [`AppState::set_engine`] was called (the
+    /// server does it at start, see [`crate::ops::engine`]).
+    pub fn engine(&self) -> Option<&Arc<jdos_workflow::Engine>> {
+        self.inner.engine.get()
+    }
+
+    /// The workflow engine, or 503 when this state has none.
+    pub fn require_engine(&self) -> Result<&Arc<jdos_workflow::Engine>, HttpError> {
+        self.engine().ok_or_else(|| {
+            HttpError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the workflow engine is not running on this server",
+            )
+        })
+    }
+
+    /// Installs the workflow engine; `false` when one was installed already.
+    pub fn set_engine(&self, engine: Arc<jdos_workflow::Engine>) -> bool {
+        self.inner.engine.set(engine).is_ok()
+    }
+
+    /// The autoscaling controller, once [`AppState::set_autoscaler`] was
+    /// called (the server does it at start).
+    pub fn autoscaler(&self) -> Option<&Arc<crate::autoscale::Controller>> {
+        self.inner.autoscaler.get()
+    }
+
+    /// Installs the autoscaling controller; `false` when one was installed
+    /// already.
+    pub fn set_autoscaler(&self, c: Arc<crate::autoscale::Controller>) -> bool {
+        self.inner.autoscaler.set(c).is_ok()
+    }
+
+    /// A handle that does not keep the state alive (for the engine's
+    /// operations, which the state itself holds through the engine).
+    pub fn downgrade(&self) -> WeakState {
+        WeakState(Arc::downgrade(&self.inner))
+    }
+
     /// The event recorder.
     pub fn events(&self) -> &EventRecorder {
         &self.inner.events
@@ -91,6 +206,18 @@ impl AppState {
     /// Request metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    /// What the failover controller shares with the API (counters, the
+    /// crash-loop inbox).
+    pub fn failover(&self) -> &Arc<FailoverShared> {
+        &self.inner.failover
+    }
+
+    /// The container and host metrics store (in memory until [`crate::start_with_store`]
+    /// opens `<data_dir>/tsdb` for a persistent state store).
+    pub fn tsdb(&self) -> &Arc<MetricsStore> {
+        &self.inner.tsdb
     }
 
     /// Now, in unix ms.
@@ -153,5 +280,22 @@ impl AppState {
             d.department = caller.department.clone();
         }
         d
+    }
+}
+
+/// A [`AppState`] that does not keep it alive.
+#[derive(Clone)]
+pub struct WeakState(Weak<Inner>);
+
+impl std::fmt::Debug for WeakState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeakState").finish_non_exhaustive()
+    }
+}
+
+impl WeakState {
+    /// The state, while the server still holds it.
+    pub fn upgrade(&self) -> Option<AppState> {
+        self.0.upgrade().map(|inner| AppState { inner })
     }
 }

@@ -327,17 +327,28 @@ async fn a_developer_describing_a_host_sees_only_its_departments_containers() {
         "allocated": {"cpu_millis": 200, "memory_bytes": 2048}});
     let txn = jdos_store::Txn::new()
         .and_then(jdos_store::TxnOp::put(
-            "/jdos/containers/ledger/production/web/0",
+            "/jdos/containers/ledger/production/web/00000000",
             container("ledger").to_string().into_bytes(),
         ))
         .and_then(jdos_store::TxnOp::put(
-            "/jdos/containers/shop/production/web/0",
+            "/jdos/containers/shop/production/web/00000000",
             container("shop").to_string().into_bytes(),
         ))
         .and_then(jdos_store::TxnOp::put(
             "/jdos/alloc/h1",
             alloc.to_string().into_bytes(),
         ));
+    // Their work orders: the by-host index a host's description reads.
+    let mut txn = txn;
+    for app in ["ledger", "shop"] {
+        let order = json!({"container": container(app),
+            "template": {"image": format!("registry/{app}:1"),
+                "resources": {"cpu_millis": 100, "memory_bytes": 1024}}});
+        txn = txn.and_then(jdos_store::TxnOp::put(
+            format!("/jdos/assign/h1/{app}/production/web/00000000"),
+            order.to_string().into_bytes(),
+        ));
+    }
     assert!(a.state.store().txn(txn).await.unwrap().succeeded);
 
     let apps_on = |token: String| {

@@ -95,6 +95,22 @@ async fn register_reregister_cordon_uncordon_delete() {
         .put(&keys::container(&c.id), sjson::encode(&c).unwrap(), None)
         .await
         .unwrap();
+    // Whoever places a container writes its work order too: the by-host
+    // index `describe` reads.
+    let order = jdos_types::agent::Assignment {
+        container: c.clone(),
+        template: Default::default(),
+        network: None,
+        generation: 0,
+    };
+    store
+        .put(
+            &keys::assignment("h1", &c.id),
+            sjson::encode(&order).unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
     let alloc = HostAllocation {
         host: "h1".into(),
         allocated: c.resources,

@@ -18,11 +18,13 @@
 
 pub mod checker;
 pub mod dump;
+pub mod e2e;
 pub mod estate;
 pub mod report;
 pub mod run;
 pub mod workload;
 
+pub use e2e::{run_e2e, E2eConfig, E2eRun, LocalControlPlane};
 pub use estate::{Estate, EstateSpec};
 pub use report::SimReport;
 pub use run::{run, SimConfig, SimError, SimRun};

@@ -58,6 +58,45 @@ pub struct SimReport {
     pub memory_utilization: f64,
     /// Peak resident set size of the process (VmHWM).
     pub peak_rss_bytes: u64,
+    /// `scheduler` (placement only) or `e2e` (`jdos sim --e2e`: submitted
+    /// deploys to containers reported running); in e2e mode `seconds` is
+    /// the end-to-end time and `placements_per_sec` containers per second.
+    #[serde(default)]
+    pub mode: String,
+    /// E2e: seconds from the first submitted app to every container record
+    /// `running` in the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e2e_seconds: Option<f64>,
+    /// E2e: the run gave up before all containers ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e2e_timed_out: Option<bool>,
+    /// E2e: seconds spent committing apps and submitting their deploys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submit_seconds: Option<f64>,
+    /// E2e: apps applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apps: Option<usize>,
+    /// E2e: container records `running` at the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containers_running: Option<u64>,
+    /// E2e: running containers per end-to-end second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containers_per_sec: Option<f64>,
+    /// E2e: workflow tasks (one deploy per group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks: Option<u64>,
+    /// E2e: tasks that succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks_succeeded: Option<u64>,
+    /// E2e: tasks that failed or were cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks_failed: Option<u64>,
+    /// E2e: median task duration (created → finished), seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50_task_seconds: Option<f64>,
+    /// E2e: 99th percentile task duration, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p99_task_seconds: Option<f64>,
 }
 
 /// Peak RSS of this process from `/proc/self/status` (0 where unavailable).

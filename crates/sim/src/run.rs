@@ -266,6 +266,8 @@ async fn run_inner(config: &SimConfig, store: Arc<dyn Store>) -> Result<SimRun, 
         cpu_utilization: al_cpu / cap_cpu.max(1.0),
         memory_utilization: al_mem / cap_mem.max(1.0),
         peak_rss_bytes: peak_rss_bytes(),
+        mode: "scheduler".into(),
+        ..SimReport::default()
     };
     Ok(SimRun {
         report,

@@ -334,3 +334,30 @@ fn redb_open_150k(b: divan::Bencher) {
     b.counter(divan::counter::ItemsCount::new(RECORDS))
         .bench_local(|| RedbStore::open(&path).expect("reopen"));
 }
+
+mod watch {
+    use super::*;
+
+    /// A put while 6,000 agents each watch their host's assignment prefix
+    /// (`/jdos/assign/<host>/`) and the put lands under one of them: the
+    /// fan-out must not scan every watcher.
+    #[divan::bench(args = [0, 6000])]
+    fn memory_put_with_host_watchers(b: divan::Bencher, watchers: usize) {
+        let s = fresh_memory();
+        let ws: Vec<_> = (0..watchers)
+            .map(|h| {
+                RT.block_on(s.watch(&format!("/jdos/assign/h{h:05}/"), 0))
+                    .expect("watch")
+            })
+            .collect();
+        let mut i = 0usize;
+        b.counter(divan::counter::ItemsCount::new(1usize))
+            .bench_local(|| {
+                i += 1;
+                // Outside every watched prefix, so no channel fills up.
+                RT.block_on(s.put(&format!("/jdos/assign-x/{}", i % 1000), value(i), None))
+                    .expect("put");
+            });
+        drop(ws);
+    }
+}

@@ -41,6 +41,7 @@ pub const CASES: &[&str] = &[
     "lease_expiry",
     "lease_keep_alive",
     "invalid_input",
+    "watch_many_prefixes",
 ];
 
 /// Generates one `#[tokio::test]` per conformance case. The argument is an
@@ -57,7 +58,7 @@ macro_rules! conformance_tests {
             watch_replay_then_live, watch_from_now_and_prefix, watch_one_batch_per_txn,
             list_then_watch_no_gap,
             compaction, leases_attach_and_revoke, lease_expiry, lease_keep_alive,
-            invalid_input);
+            invalid_input, watch_many_prefixes);
     };
     (@cases $factory:expr; $($name:ident),* $(,)?) => {
         $(
@@ -644,6 +645,67 @@ pub async fn watch_from_now_and_prefix(s: Arc<dyn Store>) {
     let mut w2 = s.watch("/n/", next).await.expect("watch");
     let r = s.put("/n/b/y", b"3".to_vec(), None).await.expect("put");
     assert_eq!(next_batch(&mut w2).await[0].kv.mod_revision, r);
+}
+
+/// Many watchers with nested, sibling and non-directory prefixes: each gets
+/// exactly the events under its prefix, in order, one batch per txn.
+pub async fn watch_many_prefixes(s: Arc<dyn Store>) {
+    let mut hosts = Vec::new();
+    for h in 0..50 {
+        hosts.push(
+            s.watch(&format!("/m/assign/h{h}/"), 0)
+                .await
+                .expect("watch"),
+        );
+    }
+    let mut all = s.watch("/m/", 0).await.expect("watch");
+    let mut root = s.watch("", 0).await.expect("watch");
+    let mut exact = s.watch("/m/assign/h7/x", 0).await.expect("watch");
+    let mut partial = s.watch("/m/assign/h1", 0).await.expect("watch");
+    // One txn touching h3 twice and h7 once.
+    let mut t = Txn::new();
+    for k in ["/m/assign/h3/a", "/m/assign/h3/b", "/m/assign/h7/x"] {
+        t = t.and_then(TxnOp::put(k, b"v".to_vec()));
+    }
+    let r = s.txn(t).await.expect("txn").revision;
+    let b = next_batch(&mut hosts[3]).await;
+    assert_eq!(keys_of(&b), ["/m/assign/h3/a", "/m/assign/h3/b"]);
+    assert!(b.iter().all(|e| e.kv.mod_revision == r));
+    assert_eq!(
+        keys_of(&next_batch(&mut hosts[7]).await),
+        ["/m/assign/h7/x"]
+    );
+    assert_eq!(next_batch(&mut all).await.len(), 3);
+    assert_eq!(next_batch(&mut root).await.len(), 3);
+    assert_eq!(keys_of(&next_batch(&mut exact).await), ["/m/assign/h7/x"]);
+    // `/m/assign/h1` is a plain prefix: it matches h1… and h10…, not h3.
+    s.put("/m/assign/h10/z", b"v".to_vec(), None)
+        .await
+        .expect("put");
+    assert_eq!(
+        keys_of(&next_batch(&mut partial).await),
+        ["/m/assign/h10/z"]
+    );
+    assert_eq!(
+        keys_of(&next_batch(&mut hosts[10]).await),
+        ["/m/assign/h10/z"]
+    );
+    no_batch(&mut hosts[1], Duration::from_millis(100)).await;
+    no_batch(&mut hosts[0], Duration::from_millis(10)).await;
+    // A dropped watcher does not disturb the others of its prefix.
+    let again = s.watch("/m/assign/h3/", 0).await.expect("watch");
+    drop(again);
+    s.put("/m/assign/h3/c", b"v".to_vec(), None)
+        .await
+        .expect("put");
+    assert_eq!(
+        keys_of(&next_batch(&mut hosts[3]).await),
+        ["/m/assign/h3/c"]
+    );
+}
+
+fn keys_of(b: &[WatchEvent]) -> Vec<&str> {
+    b.iter().map(|e| e.kv.key.as_str()).collect()
 }
 
 /// The events of one transaction arrive together in one batch.

@@ -56,6 +56,93 @@ struct Watcher {
     tx: mpsc::Sender<Result<Vec<WatchEvent>>>,
 }
 
+impl Watcher {
+    /// Hands `batch` (events of revision `rev` under its prefix) to the
+    /// watcher; false when the watcher is gone or fell too far behind.
+    fn offer(&self, rev: Revision, batch: &[WatchEvent]) -> bool {
+        if rev < self.from || batch.is_empty() {
+            return !self.tx.is_closed();
+        }
+        match self.tx.try_send(Ok(batch.to_vec())) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                // Dropping the sender ends the watch once the receiver
+                // drained what is queued; it must re-list and re-watch.
+                tracing::warn!(prefix = %self.prefix, rev, "watcher fell too far behind; ending its watch");
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+/// The live watchers. Every prefix of the key layout ends in `/`
+/// (`/jdos/assign/<host>/`), so those watchers are indexed by prefix and an
+/// event reaches them by looking up each `/`-prefix of its key: a commit
+/// costs O(events × key depth), not O(events × watchers) — 6,000 agents
+/// each long-polling their host's prefix would otherwise make every write
+/// scan 6,000 prefixes under the write lock. Other prefixes (exact keys,
+/// the empty prefix) are few and checked one by one.
+#[derive(Default)]
+struct Watchers {
+    by_dir: HashMap<String, Vec<Watcher>>,
+    other: Vec<Watcher>,
+    /// Notifications since closed watchers were last swept from `by_dir`.
+    since_sweep: usize,
+}
+
+impl Watchers {
+    fn add(&mut self, w: Watcher) {
+        if w.prefix.ends_with('/') {
+            let list = self.by_dir.entry(w.prefix.clone()).or_default();
+            list.retain(|w| !w.tx.is_closed());
+            list.push(w);
+        } else {
+            self.other.retain(|w| !w.tx.is_closed());
+            self.other.push(w);
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.by_dir.values().map(Vec::len).sum::<usize>() + self.other.len()
+    }
+
+    fn notify(&mut self, rev: Revision, events: &[WatchEvent]) {
+        if !self.by_dir.is_empty() {
+            let mut batches: HashMap<&str, Vec<WatchEvent>> = HashMap::new();
+            for e in events {
+                let key = e.kv.key.as_str();
+                for (i, b) in key.bytes().enumerate() {
+                    if b == b'/' && self.by_dir.contains_key(&key[..=i]) {
+                        batches.entry(&key[..=i]).or_default().push(e.clone());
+                    }
+                }
+            }
+            for (prefix, batch) in batches {
+                if let Some(list) = self.by_dir.get_mut(prefix) {
+                    list.retain(|w| w.offer(rev, &batch));
+                    if list.is_empty() {
+                        self.by_dir.remove(prefix);
+                    }
+                }
+            }
+            // Watchers whose prefix sees no writes are otherwise never
+            // visited: sweep the closed ones now and then.
+            self.since_sweep += 1;
+            if self.since_sweep >= 1024 {
+                self.since_sweep = 0;
+                self.by_dir.retain(|_, list| {
+                    list.retain(|w| !w.tx.is_closed());
+                    !list.is_empty()
+                });
+            }
+        }
+        self.other
+            .retain(|w| w.offer(rev, &filter_events(events, &w.prefix)));
+    }
+}
+
 /// The in-memory state of a store.
 pub(crate) struct Core {
     pub kvs: BTreeMap<String, KeyValue>,
@@ -67,7 +154,7 @@ pub(crate) struct Core {
     pub next_lease: LeaseId,
     history: VecDeque<HistEntry>,
     history_len: usize,
-    watchers: Vec<Watcher>,
+    watchers: Watchers,
     limits: CoreLimits,
 }
 
@@ -162,7 +249,7 @@ impl Core {
             next_lease: 1,
             history: VecDeque::new(),
             history_len: 0,
-            watchers: Vec::new(),
+            watchers: Watchers::default(),
             limits: CoreLimits {
                 history_events: limits.history_events.max(1),
                 watch_buffer: limits.watch_buffer.max(1),
@@ -302,8 +389,7 @@ impl Core {
             // Cannot fail: the channel was sized for the replay.
             let _ = tx.try_send(Ok(batch));
         }
-        self.watchers.retain(|w| !w.tx.is_closed());
-        self.watchers.push(Watcher {
+        self.watchers.add(Watcher {
             prefix: prefix.to_string(),
             from,
             tx,
@@ -411,25 +497,7 @@ impl Core {
     }
 
     fn notify(&mut self, rev: Revision, events: &Arc<Vec<WatchEvent>>) {
-        self.watchers.retain(|w| {
-            if rev < w.from {
-                return !w.tx.is_closed();
-            }
-            let batch = filter_events(events, &w.prefix);
-            if batch.is_empty() {
-                return !w.tx.is_closed();
-            }
-            match w.tx.try_send(Ok(batch)) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    // Dropping the sender ends the watch once the receiver
-                    // drained what is queued; it must re-list and re-watch.
-                    tracing::warn!(prefix = %w.prefix, rev, "watcher fell too far behind; ending its watch");
-                    false
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
-            }
-        });
+        self.watchers.notify(rev, events);
     }
 }
 
@@ -804,6 +872,22 @@ mod tests {
         }
         assert_eq!(got, [1, 2, 3, 4]);
         assert!(w.rx.is_closed());
+    }
+
+    #[test]
+    fn closed_directory_watchers_are_swept() {
+        let mut core = Core::new(limits(100_000, 2_000));
+        let quiet: Vec<_> = (0..100)
+            .map(|i| core.watch(&format!("/q/{i}/"), 0).unwrap())
+            .collect();
+        let _live = core.watch("/busy/", 0).unwrap();
+        assert_eq!(core.watcher_count(), 101);
+        drop(quiet);
+        // No write ever lands under `/q/…`; the periodic sweep prunes them.
+        for i in 0..1100u32 {
+            put(&mut core, "/busy/k", &i.to_le_bytes()).unwrap();
+        }
+        assert_eq!(core.watcher_count(), 1);
     }
 
     #[test]

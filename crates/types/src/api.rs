@@ -106,3 +106,20 @@ pub struct WhoAmI {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub department: Option<String>,
 }
+
+/// `GET /api/v1/groups/{app}/{env}/{group}`: a group with its containers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupDetail {
+    /// The group.
+    pub group: crate::Group,
+    /// Its containers (including those being removed), by index.
+    #[serde(default)]
+    pub containers: Vec<Container>,
+}
+
+/// `GET /api/v1/events/head`: where the event trail ends now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventHead {
+    /// The newest event's sequence number (0 when there is none).
+    pub seq: u64,
+}

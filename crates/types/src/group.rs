@@ -6,7 +6,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::autoscaling::AutoscalingPolicy;
 use crate::name::{check_label, check_name};
+use crate::workload::{HealthCheck, Isolation, StorageSpec};
 use crate::{Resources, Validate, ValidationErrors};
 
 /// Most replicas one group may ask for.
@@ -95,6 +97,100 @@ pub struct ContainerTemplate {
     /// A specific network (VLAN) by name, overriding the zone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<String>,
+    /// How cpu, memory, pids and files are limited.
+    #[serde(default)]
+    pub isolation: Isolation,
+    /// Mounts per storage tier (L0 tmpfs, L1/L2 host paths, L3 volumes).
+    #[serde(default)]
+    pub storage: StorageSpec,
+    /// Health check run by the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthCheck>,
+    /// Seconds between SIGTERM and SIGKILL on stop (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_grace_secs: Option<u32>,
+    /// Lifecycle hooks that replay the template's registration.
+    #[serde(default, skip_serializing_if = "Hooks::is_empty")]
+    pub hooks: Hooks,
+}
+
+/// Lifecycle hooks of a group: what the first container's registration did
+/// (database grants, load-balancer membership, DNS, monitoring), replayed for
+/// every container the platform starts or stops.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hooks {
+    /// Before the container is created (e.g. a database grant for its IP).
+    /// A failure fails the step and nothing is left half-created.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pre_start: Vec<Hook>,
+    /// After it is running and healthy (LB member, DNS record, registry).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_start: Vec<Hook>,
+    /// Before it is stopped or removed (deregister).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pre_stop: Vec<Hook>,
+}
+
+impl Hooks {
+    /// True when no hook is set.
+    pub fn is_empty(&self) -> bool {
+        self.pre_start.is_empty() && self.post_start.is_empty() && self.pre_stop.is_empty()
+    }
+}
+
+/// One hook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hook {
+    /// Name, unique within its phase (shown in task timelines and events).
+    pub name: String,
+    /// What it does.
+    #[serde(flatten)]
+    pub action: HookAction,
+    /// Time allowed for one attempt, in ms (default 5000).
+    #[serde(default = "default_hook_timeout")]
+    pub timeout_ms: u64,
+    /// Attempts after the first one (default 2).
+    #[serde(default = "default_hook_retries")]
+    pub retries: u32,
+}
+
+fn default_hook_timeout() -> u64 {
+    5_000
+}
+
+fn default_hook_retries() -> u32 {
+    2
+}
+
+/// What a hook does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum HookAction {
+    /// An HTTP call; the body is a JSON description of the container
+    /// (identity, IP, host, group, phase). Any 2xx answer is success.
+    Webhook {
+        /// `http://` URL.
+        url: String,
+        /// Method (default POST).
+        #[serde(default = "default_hook_method")]
+        method: String,
+        /// Extra headers.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        headers: BTreeMap<String, String>,
+    },
+    /// A built-in action of the platform (`dns`, `lb`, `monitoring` …), with
+    /// its parameters.
+    Builtin {
+        /// Built-in name.
+        builtin: String,
+        /// Parameters.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        params: BTreeMap<String, String>,
+    },
+}
+
+fn default_hook_method() -> String {
+    "POST".to_string()
 }
 
 /// A group of identical containers of one app in one env and datacenter.
@@ -117,7 +213,7 @@ pub struct Group {
     pub placement: Placement,
     /// Autoscaling policy, interpreted by the autoscaler.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub autoscaling: Option<serde_json::Value>,
+    pub autoscaling: Option<AutoscalingPolicy>,
 }
 
 impl Group {

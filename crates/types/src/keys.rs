@@ -30,6 +30,14 @@ pub const TASKS: &str = "/jdos/tasks/";
 pub const EVENTS: &str = "/jdos/events/";
 /// Tokens: `/jdos/tokens/<id>`.
 pub const TOKENS: &str = "/jdos/tokens/";
+/// Agent credentials, one per host (hash of its agent token):
+/// `/jdos/agents/<host>`.
+pub const AGENTS: &str = "/jdos/agents/";
+
+/// Key of a host's agent credential.
+pub fn agent(host: &str) -> String {
+    format!("{AGENTS}{host}")
+}
 
 /// Key of a host.
 pub fn host(name: &str) -> String {
@@ -82,6 +90,92 @@ pub const PLACEMENTS: &str = "/jdos/placements/";
 /// Key of a group's placement record.
 pub fn placement(k: &GroupKey) -> String {
     format!("{PLACEMENTS}{}/{}/{}", k.app, k.env, k.group)
+}
+
+/// Agent work orders, one per container a host must run:
+/// `/jdos/assign/<host>/<app>/<env>/<group>/<index>`. Written with the
+/// container record by whoever places or moves it; an agent long-polls its
+/// host's prefix and reconciles its engine to exactly this set (anything
+/// else jdos-labelled on the host is destroyed: the fencing rule).
+pub const ASSIGN: &str = "/jdos/assign/";
+
+/// Key of a host's work order for a container.
+pub fn assignment(host: &str, id: &InstanceId) -> String {
+    format!(
+        "{ASSIGN}{host}/{}/{}/{}/{:08}",
+        id.app, id.env, id.group, id.index
+    )
+}
+
+/// Prefix of every work order of a host.
+pub fn assignments_of_host(host: &str) -> String {
+    format!("{ASSIGN}{host}/")
+}
+
+/// Workflow workers, each under a lease: `/jdos/workers/<worker>`.
+pub const WORKERS: &str = "/jdos/workers/";
+/// Locks (app mutexes of the workflow engine, leader election):
+/// `/jdos/locks/<name>`, each under its holder's lease.
+pub const LOCKS: &str = "/jdos/locks/";
+/// Index of tasks not yet finished: `/jdos/taskq/<id>`.
+pub const TASK_QUEUE: &str = "/jdos/taskq/";
+/// Alerting state (policies, silences, alerts): `/jdos/alerting/…`.
+pub const ALERTING: &str = "/jdos/alerting/";
+/// Alert policies: `/jdos/alerting/policies/<name>`.
+pub const ALERT_POLICIES: &str = "/jdos/alerting/policies/";
+/// Alert receivers: `/jdos/alerting/receivers/<name>`.
+pub const ALERT_RECEIVERS: &str = "/jdos/alerting/receivers/";
+/// Silences: `/jdos/alerting/silences/<id>`.
+pub const SILENCES: &str = "/jdos/alerting/silences/";
+/// Alerts kept by the evaluator: `/jdos/alerting/alerts/<fingerprint>`.
+pub const ALERTS: &str = "/jdos/alerting/alerts/";
+
+/// Key of an alert policy.
+pub fn alert_policy(name: &str) -> String {
+    format!("{ALERT_POLICIES}{name}")
+}
+
+/// Key of an alert receiver.
+pub fn alert_receiver(name: &str) -> String {
+    format!("{ALERT_RECEIVERS}{name}")
+}
+
+/// Key of a silence.
+pub fn silence(id: &str) -> String {
+    format!("{SILENCES}{id}")
+}
+
+/// Key of an alert.
+pub fn alert(fingerprint: &str) -> String {
+    format!("{ALERTS}{fingerprint}")
+}
+
+/// Failover state (mass-failure brakes per datacenter): `/jdos/failover/…`.
+pub const FAILOVER: &str = "/jdos/failover/";
+
+/// Brakes: `/jdos/failover/brakes/<datacenter>`.
+pub const FAILOVER_BRAKES: &str = "/jdos/failover/brakes/";
+/// Crash-loop records: `/jdos/failover/crash/<app>/<env>/<group>/<index>`.
+pub const FAILOVER_CRASH_LOOPS: &str = "/jdos/failover/crash/";
+/// Host drains: `/jdos/failover/drains/<host>`.
+pub const FAILOVER_DRAINS: &str = "/jdos/failover/drains/";
+
+/// Key of a datacenter's mass-failure brake.
+pub fn failover_brake(datacenter: &str) -> String {
+    format!("{FAILOVER_BRAKES}{datacenter}")
+}
+
+/// Key of a container identity's crash-loop record.
+pub fn failover_crash_loop(id: &InstanceId) -> String {
+    format!(
+        "{FAILOVER_CRASH_LOOPS}{}/{}/{}/{:08}",
+        id.app, id.env, id.group, id.index
+    )
+}
+
+/// Key of a host's drain.
+pub fn failover_drain(host: &str) -> String {
+    format!("{FAILOVER_DRAINS}{host}")
 }
 
 /// Key of a network.

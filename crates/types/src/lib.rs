@@ -4,27 +4,38 @@
 //! `kube-core`, this crate has almost no dependencies and no async runtime, so
 //! the client, the CLI and third parties stay light.
 
+pub mod agent;
+pub mod alert;
 pub mod api;
 pub mod app;
+pub mod apply;
+pub mod autoscaling;
 pub mod container;
+pub mod duration;
 pub mod error;
 pub mod event;
+pub mod failover;
 pub mod group;
 pub mod keys;
+pub mod metrics;
 pub mod name;
 pub mod network;
 pub mod resources;
+pub mod spec;
 pub mod task;
 pub mod topology;
 pub mod user;
+pub mod workload;
 
 pub use app::{App, BusinessLevel};
+pub use autoscaling::AutoscalingPolicy;
 pub use container::{Container, ContainerPhase, InstanceId};
 pub use error::{ApiError, FieldError, ValidationErrors};
 pub use event::{Event, EventResult};
 pub use group::{Group, GroupKey};
 pub use network::{IpAssignment, IpRange, IpState, Network};
 pub use resources::{DiskByTier, Resources, StorageTier};
+pub use spec::AppSpec;
 pub use task::{Task, TaskState};
 pub use topology::{Host, HostState, Labels};
 pub use user::{Role, Token};

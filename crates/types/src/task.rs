@@ -53,6 +53,18 @@ pub struct Step {
     pub message: String,
 }
 
+/// Progress of a long step: `done` of `total` units (containers, groups …).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Units done.
+    pub done: u64,
+    /// Units in all.
+    pub total: u64,
+    /// What is counted (`containers`, `groups` …).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub unit: String,
+}
+
 /// A task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Task {
@@ -73,6 +85,31 @@ pub struct Task {
     /// Steps in order.
     #[serde(default)]
     pub steps: Vec<Step>,
+    /// Department of the app (developer tokens see their department's only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
+    /// What the task works on, e.g. `group shop/production/web`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub object: String,
+    /// Scratch state steps persist between attempts and across restarts
+    /// (what a step already did, so that re-running it does not repeat it).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub data: serde_json::Value,
+    /// Progress of the current step, for progress bars.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+    /// Why it failed or was cancelled.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+    /// Worker running it (while running).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    /// Not to be run before this time (retry back-off, waiting steps).
+    #[serde(default)]
+    pub not_before_ms: UnixMillis,
+    /// A user asked to cancel it; the worker stops at the next step boundary.
+    #[serde(default)]
+    pub cancel_requested: bool,
     /// Created at.
     #[serde(default)]
     pub created_at_ms: UnixMillis,

@@ -28,6 +28,9 @@ pub struct Args {
 pub enum What {
     /// Mixed read requests (a page of hosts, one host, whoami) at a fixed rate.
     Api(ApiArgs),
+    /// Host loss → every container running elsewhere with its IP, on this
+    /// machine's Docker engine with real agent processes.
+    Failover(super::bench_failover::FailoverArgs),
 }
 
 /// `bench api` flags.
@@ -145,7 +148,10 @@ const KINDS: [(Kind, &str); 3] = [
 
 /// Runs the benchmark.
 pub async fn run(a: Args, g: &GlobalOpts) -> anyhow::Result<()> {
-    let What::Api(args) = a.what;
+    let args = match a.what {
+        What::Api(args) => args,
+        What::Failover(f) => return super::bench_failover::run(f, g).await,
+    };
     anyhow::ensure!(
         args.rate > 0.0 && args.rate <= 1_000_000.0,
         "--rate must be between 0 and 1000000 requests per second"

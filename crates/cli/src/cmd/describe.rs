@@ -1,4 +1,4 @@
-//! `jdos describe host NAME`: everything about one object, kubectl style.
+//! `jdos describe host|app|group NAME`: everything about one object, kubectl style.
 
 use jdos_types::api::HostDetail;
 use jdos_types::{Resources, StorageTier};
@@ -22,6 +22,25 @@ pub enum What {
         /// Host name.
         name: String,
     },
+    /// An app: owner, department, level, labels and its groups.
+    App {
+        /// App name.
+        name: String,
+    },
+    /// A group: template, placement, autoscaling and its containers.
+    Group {
+        /// `APP/ENV/GROUP`.
+        key: String,
+    },
+}
+
+/// `describe app`: the app and its groups.
+#[derive(Debug, serde::Serialize)]
+pub struct AppDetail {
+    /// The app.
+    pub app: jdos_types::App,
+    /// Its groups.
+    pub groups: Vec<jdos_types::Group>,
 }
 
 /// Fetches and prints the object.
@@ -31,6 +50,27 @@ pub async fn run(a: Args, g: &GlobalOpts) -> anyhow::Result<()> {
         What::Host { name } => {
             let d = client.get_host(&name).await?;
             super::print(g, &d, || render_host(&d, now_ms()))
+        }
+        What::App { name } => {
+            let app = client.get_app(&name).await?;
+            let q = jdos_client::GroupQuery {
+                app: Some(name.clone()),
+                ..Default::default()
+            };
+            let groups = client.all_groups(&q).await?;
+            let cq = jdos_client::ContainerQuery {
+                app: Some(name),
+                limit: Some(5000),
+                ..Default::default()
+            };
+            let containers = client.all_containers(&cq).await?;
+            let d = AppDetail { app, groups };
+            super::print(g, &d, || render_app(&d, &containers, now_ms()))
+        }
+        What::Group { key } => {
+            let k = super::get::parse_group_key(&key)?;
+            let d = client.get_group(&k).await?;
+            super::print(g, &d, || render_group(&d, now_ms()))
         }
     }
 }
@@ -146,6 +186,177 @@ pub fn render_host(d: &HostDetail, now: u64) -> String {
         }
         out.push('\n');
         out.push_str(&t.render());
+    }
+    out
+}
+
+fn kv_block(rows: Vec<(&str, String)>) -> String {
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 2;
+    let mut out = String::new();
+    for (k, v) in rows {
+        let line = format!("{:<width$}{v}", format!("{k}:"));
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn labels_of(l: &std::collections::BTreeMap<String, String>) -> String {
+    if l.is_empty() {
+        "-".to_string()
+    } else {
+        l.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// The app's fields, then its groups with running counts.
+pub fn render_app(d: &AppDetail, containers: &[jdos_types::Container], now: u64) -> String {
+    let a = &d.app;
+    let mut out = kv_block(vec![
+        ("Name", a.name.clone()),
+        ("Owner", a.owner.clone()),
+        ("Department", a.department.clone()),
+        ("Business level", a.business_level.as_str().to_string()),
+        ("Description", or_dash(&a.description)),
+        ("Labels", labels_of(&a.labels)),
+        ("Created", format!("{} ago", age(a.created_at_ms, now))),
+        ("Groups", d.groups.len().to_string()),
+    ]);
+    if !d.groups.is_empty() {
+        out.push('\n');
+        out.push_str(&super::get::render_groups(&d.groups, Some(containers)));
+    }
+    out
+}
+
+/// The group's template, placement and autoscaling, then its containers.
+pub fn render_group(d: &jdos_types::api::GroupDetail, now: u64) -> String {
+    let gr = &d.group;
+    let t = &gr.template;
+    let health = t.health.as_ref().map_or("-".to_string(), |h| {
+        let probe = match &h.probe {
+            jdos_types::workload::Probe::Tcp { port } => format!("tcp :{port}"),
+            jdos_types::workload::Probe::Http { port, path } => format!("http :{port}{path}"),
+            jdos_types::workload::Probe::Exec { command } => format!("exec {}", command.join(" ")),
+        };
+        format!("{probe} every {} ms, {} retries", h.interval_ms, h.retries)
+    });
+    let p = &gr.placement;
+    let caps: Vec<String> = [
+        ("host", p.max_per_host),
+        ("rack", p.max_per_rack),
+        ("switch", p.max_per_switch),
+    ]
+    .into_iter()
+    .filter_map(|(lvl, c)| c.map(|c| format!("≤{c}/{lvl}")))
+    .collect();
+    let hooks = |hs: &[jdos_types::group::Hook]| {
+        if hs.is_empty() {
+            "-".to_string()
+        } else {
+            hs.iter()
+                .map(|h| h.name.clone())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    };
+    let running = d
+        .containers
+        .iter()
+        .filter(|c| c.phase == jdos_types::ContainerPhase::Running)
+        .count();
+    let mut rows = vec![
+        ("Group", gr.key().to_string()),
+        ("Datacenter", gr.datacenter.clone()),
+        (
+            "Replicas",
+            format!("{} desired, {running} running", gr.replicas),
+        ),
+        ("Image", t.image.clone()),
+        (
+            "Command",
+            if t.command.is_empty() {
+                "-".to_string()
+            } else {
+                t.command.join(" ")
+            },
+        ),
+        ("Env", labels_of(&t.env)),
+        (
+            "Resources",
+            format!(
+                "{}, {}{}",
+                cores(t.resources.cpu_millis),
+                bytes(t.resources.memory_bytes),
+                match disks(&t.resources).as_str() {
+                    "-" => String::new(),
+                    d => format!(", disk {d}"),
+                }
+            ),
+        ),
+        (
+            "Ports",
+            if t.ports.is_empty() {
+                "-".to_string()
+            } else {
+                t.ports
+                    .iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            },
+        ),
+        ("Health", health),
+        (
+            "Network",
+            t.network
+                .clone()
+                .or_else(|| t.network_zone.as_ref().map(|z| format!("zone {z}")))
+                .unwrap_or_else(|| "-".to_string()),
+        ),
+        (
+            "Placement",
+            format!(
+                "{}{}",
+                format!("{:?}", p.strategy).to_lowercase(),
+                if caps.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {}", caps.join(" "))
+                }
+            ),
+        ),
+        ("Hooks pre-start", hooks(&t.hooks.pre_start)),
+        ("Hooks post-start", hooks(&t.hooks.post_start)),
+        ("Hooks pre-stop", hooks(&t.hooks.pre_stop)),
+    ];
+    rows.push((
+        "Autoscaling",
+        gr.autoscaling.as_ref().map_or("-".to_string(), |a| {
+            format!(
+                "{}-{} replicas, {} target {}, {}{}",
+                a.min_replicas,
+                a.max_replicas,
+                a.metric,
+                a.target_utilization
+                    .or(a.target_value)
+                    .map_or("default".to_string(), |t| t.to_string()),
+                format!("{:?}", a.mode).to_lowercase(),
+                if a.schedules.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} schedules", a.schedules.len())
+                }
+            )
+        }),
+    ));
+    let mut out = kv_block(rows);
+    if !d.containers.is_empty() {
+        out.push('\n');
+        out.push_str(&super::get::render_containers(&d.containers, now));
     }
     out
 }

@@ -1,5 +1,6 @@
-//! `jdos dev`: the server plus a simulated topology in one process, on an
-//! embedded store in a temporary directory (or `--data-dir`). It prints the
+//! `jdos dev`: the server plus a topology of real agents in one process (one
+//! per simulated host, on the Docker engine when one answers, else the fake
+//! driver), on an embedded store in a temporary directory (or `--data-dir`). It prints the
 //! address and token, writes the config file so the next commands just work,
 //! and stops cleanly on Ctrl-C / SIGTERM.
 //!
@@ -8,8 +9,14 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use jdos_agent::{Agent, AgentConfig, HttpControlPlane};
+use jdos_runtime::{
+    DestroyOptions, DockerConfig, Driver, FakeDriver, LabelFilter, NetworkRealization,
+};
 
 use super::GlobalOpts;
 use crate::config;
@@ -38,6 +45,21 @@ pub struct Args {
     /// Do not write the config file (by default `jdos dev` points the CLI at itself).
     #[arg(long)]
     pub no_config: bool,
+    /// How the in-process agents run containers: `auto` uses the Docker
+    /// engine when one answers within 2 s, else the fake driver.
+    #[arg(long, value_enum, default_value_t = DevDriver::Auto)]
+    pub driver: DevDriver,
+}
+
+/// The container driver of `jdos dev`'s agents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DevDriver {
+    /// Docker when an engine answers, else fake.
+    Auto,
+    /// The Docker engine (fail if none answers).
+    Docker,
+    /// In memory: nothing really runs.
+    Fake,
 }
 
 /// Starts everything and serves until Ctrl-C or SIGTERM.
@@ -69,6 +91,10 @@ pub async fn run(a: Args, _g: &GlobalOpts) -> anyhow::Result<()> {
         .into_iter()
         .map(|h| h.name)
         .collect();
+    let networks = jdos_server::dev::seed_networks(handle.state(), &topo)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create the dev networks: {}", e.body.message))?;
+    let agents = DevAgents::start(&topo, &addr, &handle.join_token, a.driver).await?;
 
     // The token: new on a first start; on a reused --data-dir, the one the
     // server wrote there on its first start (it answers with it only once).
@@ -112,6 +138,19 @@ pub async fn run(a: Args, _g: &GlobalOpts) -> anyhow::Result<()> {
     if !a.no_config {
         println!("config: {} (the next commands use it)", cfg_path.display());
     }
+    println!(
+        "agents: {} in this process, {} driver",
+        agents.len(),
+        agents.driver_name()
+    );
+    for n in &networks {
+        println!(
+            "network: {} {} (datacenter hosts behind {})",
+            n.name,
+            n.subnet,
+            n.switches.join(", ")
+        );
+    }
     let example = hosts.first().map(String::as_str).unwrap_or("HOST");
     println!();
     println!("Try:");
@@ -126,8 +165,139 @@ pub async fn run(a: Args, _g: &GlobalOpts) -> anyhow::Result<()> {
 
     stop.wait().await?;
     eprintln!("stopping…");
+    // A temporary data dir takes the records with it: remove what the
+    // agents ran too, so nothing outlives the store that knew about it.
+    let cleanup = a.data_dir.is_none();
+    agents.stop(cleanup, &networks).await;
     handle.shutdown().await;
     Ok(())
+}
+
+/// The agents `jdos dev` runs in-process, one per simulated host, talking to
+/// the server over loopback HTTP exactly as `jdos agent` does. On one Docker
+/// engine each agent scopes its container names by its host name.
+struct DevAgents {
+    driver: &'static str,
+    agents: Vec<(String, Arc<dyn Driver>, tokio::task::JoinHandle<()>)>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl DevAgents {
+    async fn start(
+        topo: &jdos_server::dev::DevTopology,
+        server: &str,
+        join_token: &str,
+        kind: DevDriver,
+    ) -> anyhow::Result<Self> {
+        let use_docker = match kind {
+            DevDriver::Fake => false,
+            DevDriver::Docker => true,
+            DevDriver::Auto => {
+                let probe = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    jdos_runtime::DockerDriver::connect(DockerConfig::default()),
+                )
+                .await;
+                match probe {
+                    Ok(Ok(_)) => true,
+                    Ok(Err(e)) => {
+                        eprintln!("no Docker engine ({e}): the agents use the fake driver");
+                        false
+                    }
+                    Err(_) => {
+                        eprintln!("the Docker engine did not answer in 2 s: the agents use the fake driver");
+                        false
+                    }
+                }
+            }
+        };
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let mut agents = Vec::new();
+        for reg in topo.registrations() {
+            let mut config = AgentConfig::new(
+                &reg.name,
+                &reg.datacenter,
+                &reg.switch,
+                &reg.rack,
+                reg.capacity,
+            );
+            config.labels = reg.labels.clone();
+            if !use_docker {
+                // Simulated hosts have no /proc of their own: reporting this machine's
+                // figures under their names would mislead.
+                config.metrics_interval = None;
+            }
+            let driver: Arc<dyn Driver> = if use_docker {
+                let docker = DockerConfig {
+                    name_scope: Some(reg.name.clone()),
+                    ..DockerConfig::default()
+                };
+                Arc::new(
+                    jdos_runtime::DockerDriver::connect(docker)
+                        .await
+                        .context("cannot use the Docker engine (or pass --driver fake)")?,
+                )
+            } else {
+                Arc::new(FakeDriver::new().with_name_scope(&reg.name))
+            };
+            let control = Arc::new(HttpControlPlane::new(server, join_token)?);
+            let agent = Agent::new(config);
+            let (d, rx, name) = (driver.clone(), shutdown.clone(), reg.name.clone());
+            let task = tokio::spawn(async move {
+                if let Err(e) = agent.run(d, control, rx).await {
+                    eprintln!("agent {name} stopped: {e}");
+                }
+            });
+            agents.push((reg.name.clone(), driver, task));
+        }
+        Ok(DevAgents {
+            driver: if use_docker { "docker" } else { "fake" },
+            agents,
+            stop,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.agents.len()
+    }
+
+    fn driver_name(&self) -> &'static str {
+        self.driver
+    }
+
+    /// Stops the agents; with `cleanup`, removes their containers and the
+    /// engine networks of `networks`.
+    async fn stop(self, cleanup: bool, networks: &[jdos_types::Network]) {
+        let _ = self.stop.send(true);
+        for (_, _, task) in &self.agents {
+            task.abort();
+        }
+        if !cleanup {
+            return;
+        }
+        let mut last = None;
+        for (host, driver, _) in &self.agents {
+            let Ok(list) = driver.list(&LabelFilter::host(host)).await else {
+                continue;
+            };
+            for c in list {
+                if let Some(id) = c.instance {
+                    if let Err(e) = driver.destroy(&id, DestroyOptions::purge()).await {
+                        eprintln!("cannot remove container {}: {e}", c.name);
+                    }
+                }
+            }
+            last = Some(driver.clone());
+        }
+        if let Some(driver) = last {
+            let realization = NetworkRealization::bridge();
+            for n in networks {
+                if let Err(e) = driver.remove_network(&n.name, &realization).await {
+                    eprintln!("cannot remove network {}: {e}", n.name);
+                }
+            }
+        }
+    }
 }
 
 /// The simulated topology the flags ask for.

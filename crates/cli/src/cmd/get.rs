@@ -1,8 +1,10 @@
-//! `jdos get hosts|datacenters|apps|events|tokens`.
+//! `jdos get hosts|datacenters|apps|groups|containers|events|tokens`.
 
-use jdos_client::{EventQuery, HostQuery};
+use jdos_client::{ContainerQuery, EventQuery, GroupQuery, HostQuery};
 use jdos_types::topology::TopologyNode;
-use jdos_types::{App, Event, EventResult, Host, HostState, Token};
+use jdos_types::{
+    App, Container, ContainerPhase, Event, EventResult, Group, Host, HostState, Token,
+};
 
 use super::GlobalOpts;
 use crate::output::{age, bytes, cores, cores_number, now_ms, or_dash, percent, Table};
@@ -27,6 +29,12 @@ pub enum What {
     /// Apps (a developer token sees its own department's).
     #[command(visible_alias = "app")]
     Apps,
+    /// Groups with their desired and running replicas.
+    #[command(visible_alias = "group")]
+    Groups(GroupsArgs),
+    /// Containers with their host, IP and phase.
+    #[command(visible_aliases = ["container", "ct"])]
+    Containers(ContainersArgs),
     /// Events: every recorded action, oldest first.
     #[command(visible_alias = "event")]
     Events(EventsArgs),
@@ -44,6 +52,83 @@ pub struct HostsArgs {
     /// Only hosts in this state.
     #[arg(long, value_enum)]
     pub state: Option<StateArg>,
+}
+
+/// `get groups` filters.
+#[derive(Debug, clap::Args)]
+pub struct GroupsArgs {
+    /// Only this app's groups.
+    #[arg(long)]
+    pub app: Option<String>,
+    /// Only this environment.
+    #[arg(long)]
+    pub env: Option<String>,
+    /// Only this datacenter.
+    #[arg(long)]
+    pub datacenter: Option<String>,
+}
+
+/// `get containers` filters.
+#[derive(Debug, clap::Args)]
+pub struct ContainersArgs {
+    /// Only this app's containers.
+    #[arg(long)]
+    pub app: Option<String>,
+    /// Only this group's, as `APP/ENV/GROUP`.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Only containers on this host.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only containers in this phase.
+    #[arg(long, value_enum)]
+    pub state: Option<PhaseArg>,
+}
+
+/// Container phases, as a command-line value.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PhaseArg {
+    /// Placed, not yet created.
+    Scheduled,
+    /// Being created or started.
+    Starting,
+    /// Running (and healthy).
+    Running,
+    /// Failing its health check.
+    Unhealthy,
+    /// Stopped on purpose.
+    Stopped,
+    /// Exited or failed to start.
+    Failed,
+    /// Its host was lost.
+    Lost,
+    /// Not yet placed.
+    Pending,
+}
+
+impl From<PhaseArg> for ContainerPhase {
+    fn from(p: PhaseArg) -> ContainerPhase {
+        match p {
+            PhaseArg::Scheduled => ContainerPhase::Scheduled,
+            PhaseArg::Starting => ContainerPhase::Starting,
+            PhaseArg::Running => ContainerPhase::Running,
+            PhaseArg::Unhealthy => ContainerPhase::Unhealthy,
+            PhaseArg::Stopped => ContainerPhase::Stopped,
+            PhaseArg::Failed => ContainerPhase::Failed,
+            PhaseArg::Lost => ContainerPhase::Lost,
+            PhaseArg::Pending => ContainerPhase::Pending,
+        }
+    }
+}
+
+/// Splits `APP/ENV/GROUP`.
+pub fn parse_group_key(s: &str) -> anyhow::Result<jdos_types::GroupKey> {
+    match s.split('/').collect::<Vec<_>>().as_slice() {
+        [a, e, g] if !a.is_empty() && !e.is_empty() && !g.is_empty() => {
+            Ok(jdos_types::GroupKey::new(a, e, g))
+        }
+        _ => anyhow::bail!("{s:?} is not a group: write APP/ENV/GROUP, e.g. web/production/web-lf"),
+    }
 }
 
 /// Host states, as a command-line value.
@@ -116,15 +201,54 @@ pub async fn run(a: Args, g: &GlobalOpts) -> anyhow::Result<()> {
             let apps = client.all_apps().await?;
             super::print(g, &apps, || render_apps(&apps, now))
         }
+        What::Groups(f) => {
+            let q = GroupQuery {
+                app: f.app.clone(),
+                env: f.env,
+                datacenter: f.datacenter,
+                limit: Some(500),
+                continue_token: None,
+            };
+            let groups = client.all_groups(&q).await?;
+            // Running counts come from the containers: only worth reading
+            // for a bounded set of groups.
+            let containers = if groups.len() <= MAX_GROUPS_WITH_COUNTS {
+                let q = ContainerQuery {
+                    app: f.app,
+                    limit: Some(5000),
+                    ..Default::default()
+                };
+                Some(client.all_containers(&q).await?)
+            } else {
+                None
+            };
+            super::print(g, &groups, || render_groups(&groups, containers.as_deref()))
+        }
+        What::Containers(f) => {
+            let mut q = ContainerQuery {
+                app: f.app,
+                host: f.host,
+                phase: f.state.map(Into::into),
+                limit: Some(5000),
+                ..Default::default()
+            };
+            if let Some(gk) = &f.group {
+                let k = parse_group_key(gk)?;
+                q.app = Some(k.app);
+                q.env = Some(k.env);
+                q.group = Some(k.group);
+            }
+            let containers = client.all_containers(&q).await?;
+            super::print(g, &containers, || render_containers(&containers, now))
+        }
         What::Events(e) => {
             let q = EventQuery {
                 app: e.app,
                 object_kind: e.object_kind,
                 object: e.object,
                 since_ms: e.since.map(|d| now.saturating_sub(d.as_millis() as u64)),
-                after_seq: None,
                 limit: Some(500),
-                continue_token: None,
+                ..Default::default()
             };
             let mut events = client.all_events(&q).await?;
             if let Some(n) = e.limit {
@@ -242,6 +366,90 @@ pub fn render_apps(apps: &[App], now: u64) -> String {
             a.owner.clone(),
             a.business_level.as_str().to_string(),
             age(a.created_at_ms, now),
+        ]);
+    }
+    t.render()
+}
+
+/// Most groups `get groups` counts running containers for.
+const MAX_GROUPS_WITH_COUNTS: usize = 500;
+
+/// The groups table; READY is running/desired when the containers are known.
+pub fn render_groups(groups: &[Group], containers: Option<&[Container]>) -> String {
+    if groups.is_empty() {
+        return empty("groups");
+    }
+    let mut t = Table::new([
+        "APP",
+        "ENV",
+        "GROUP",
+        "DATACENTER",
+        "READY",
+        "IMAGE",
+        "CPU",
+        "MEMORY",
+        "AUTOSCALE",
+    ]);
+    for gr in groups {
+        let ready = match containers {
+            Some(cs) => {
+                let running = cs
+                    .iter()
+                    .filter(|c| {
+                        c.id.app == gr.app
+                            && c.id.env == gr.env
+                            && c.id.group == gr.name
+                            && c.phase == ContainerPhase::Running
+                            && c.desired == jdos_types::container::DesiredState::Running
+                    })
+                    .count();
+                format!("{running}/{}", gr.replicas)
+            }
+            None => format!("-/{}", gr.replicas),
+        };
+        let autoscale = gr.autoscaling.as_ref().map_or("-".to_string(), |a| {
+            format!("{}-{} {:?}", a.min_replicas, a.max_replicas, a.mode).to_lowercase()
+        });
+        t.row([
+            gr.app.clone(),
+            gr.env.clone(),
+            gr.name.clone(),
+            gr.datacenter.clone(),
+            ready,
+            gr.template.image.clone(),
+            cores_number(gr.template.resources.cpu_millis),
+            bytes(gr.template.resources.memory_bytes),
+            autoscale,
+        ]);
+    }
+    t.render()
+}
+
+/// The containers table.
+pub fn render_containers(containers: &[Container], now: u64) -> String {
+    if containers.is_empty() {
+        return empty("containers");
+    }
+    let mut t = Table::new([
+        "CONTAINER",
+        "HOST",
+        "IP",
+        "PHASE",
+        "DESIRED",
+        "RESTARTS",
+        "AGE",
+        "MESSAGE",
+    ]);
+    for c in containers {
+        t.row([
+            c.id.to_string(),
+            or_dash(c.host.as_deref().unwrap_or("")),
+            c.ip.map_or("-".to_string(), |ip| ip.to_string()),
+            c.phase.as_str().to_string(),
+            format!("{:?}", c.desired).to_lowercase(),
+            c.restarts.to_string(),
+            age(c.created_at_ms, now),
+            or_dash(&c.message),
         ]);
     }
     t.render()

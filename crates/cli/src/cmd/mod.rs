@@ -1,17 +1,28 @@
 //! Sub-command handlers, one file each, plus what they share.
 
+pub mod agent;
+pub mod alerts;
+pub mod apply;
+pub mod autoscale;
 pub mod autoscale_sim;
 pub mod bench;
+pub mod bench_failover;
 pub mod completions;
 pub mod cordon;
 pub mod create;
 pub mod describe;
 pub mod dev;
+pub mod drain;
+pub mod events;
+pub mod failover;
 pub mod get;
 pub mod login;
+pub mod metrics;
 pub mod net;
 pub mod server;
+pub mod silence;
 pub mod sim;
+pub mod top;
 pub mod whoami;
 
 use std::time::Duration;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use jdos_scheduler::ZonePolicy;
-use jdos_sim::{SimConfig, SimReport};
+use jdos_sim::{E2eConfig, E2eRun, SimConfig, SimReport};
 
 /// Flags of `jdos sim`.
 #[derive(Debug, clap::Args)]
@@ -25,9 +25,26 @@ pub struct Args {
     /// Concurrent schedulers committing through the store.
     #[arg(long, default_value_t = 1)]
     pub schedulers: usize,
-    /// Store to commit to: `memory://` or `redb:///path/file.redb` (must be empty).
-    #[arg(long, default_value = "memory://")]
-    pub store: String,
+    /// Store to commit to: `memory://` or `redb:///path/file.redb` (must be
+    /// empty). Default: `memory://`; with `--e2e` an embedded redb file in
+    /// a temporary directory (the server's own default store).
+    #[arg(long)]
+    pub store: Option<String>,
+    /// End to end: an in-process server with the workflow engine, one real
+    /// agent per host over a fake driver; apps are committed and deployed
+    /// through `deploy` tasks, and the clock stops when every container is
+    /// reported running (`e2e_seconds`).
+    #[arg(long)]
+    pub e2e: bool,
+    /// With `--e2e`: workflow engine concurrency (tasks at once).
+    #[arg(long, default_value_t = 512)]
+    pub concurrency: usize,
+    /// With `--e2e`: agent heartbeat interval in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub heartbeat_ms: u64,
+    /// With `--e2e`: give up after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout_secs: u64,
     /// Print the report as one JSON object on the last line.
     #[arg(long)]
     pub json: bool,
@@ -48,22 +65,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if args.e2e {
+        return rt.block_on(run_e2e(args));
+    }
+    let store_url = args.store.clone().unwrap_or_else(|| "memory://".into());
     rt.block_on(async {
-        let store = jdos_store::open(&args.store)
-            .await
-            .with_context(|| format!("cannot open store {}", args.store))?;
-        if store.revision().await? != 0 {
-            bail!(
-                "store {} is not empty: the simulation needs a fresh store",
-                args.store
-            );
-        }
+        let store = open_empty(&store_url).await?;
         let config = SimConfig {
             hosts: args.hosts,
             containers: args.containers,
             seed: args.seed,
             schedulers: args.schedulers,
-            store_url: args.store.clone(),
+            store_url: store_url.clone(),
             ..SimConfig::default()
         };
         let run = jdos_sim::run(&config, Arc::clone(&store)).await?;
@@ -82,6 +95,109 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// Opens `url` and checks that it is empty.
+async fn open_empty(url: &str) -> anyhow::Result<Arc<dyn jdos_store::Store>> {
+    let store = jdos_store::open(url)
+        .await
+        .with_context(|| format!("cannot open store {url}"))?;
+    if store.revision().await? != 0 {
+        bail!("store {url} is not empty: the simulation needs a fresh store");
+    }
+    Ok(store)
+}
+
+async fn run_e2e(args: Args) -> anyhow::Result<()> {
+    if args.concurrency == 0 {
+        bail!("--concurrency must be at least 1");
+    }
+    if args.heartbeat_ms == 0 {
+        bail!("--heartbeat-ms must be at least 1");
+    }
+    // The temporary directory lives until the run ends.
+    let (_dir, url) = match &args.store {
+        Some(u) => (None, u.clone()),
+        None => {
+            let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
+            let url = format!("redb://{}", dir.path().join("jdos.redb").display());
+            (Some(dir), url)
+        }
+    };
+    let store = open_empty(&url).await?;
+    let config = E2eConfig {
+        hosts: args.hosts,
+        containers: args.containers,
+        seed: args.seed,
+        store_url: if args.store.is_some() {
+            url.clone()
+        } else {
+            "redb (temporary directory)".into()
+        },
+        concurrency: args.concurrency,
+        heartbeat: std::time::Duration::from_millis(args.heartbeat_ms),
+        timeout: std::time::Duration::from_secs(args.timeout_secs),
+        ..E2eConfig::default()
+    };
+    let run = jdos_sim::run_e2e(&config, store).await?;
+    print_e2e(&run);
+    if args.json {
+        println!("{}", serde_json::to_string(&run.report)?);
+    }
+    if run.report.e2e_timed_out == Some(true) {
+        bail!(
+            "not all containers ran within {} s ({} of {})",
+            args.timeout_secs,
+            run.report.containers_running.unwrap_or(0),
+            run.report.containers_requested
+        );
+    }
+    Ok(())
+}
+
+fn print_e2e(run: &E2eRun) {
+    let r = &run.report;
+    let o = |v: Option<f64>| v.unwrap_or(0.0);
+    println!(
+        "estate     {} hosts (one agent each, fake driver), {} networks",
+        r.hosts,
+        run.estate.networks.len()
+    );
+    println!(
+        "workload   {} containers in {} groups of {} apps on {}",
+        r.containers_requested,
+        r.groups,
+        r.apps.unwrap_or(0),
+        r.store
+    );
+    println!(
+        "e2e        {:.2} s from first submit to all running ({} running): {:.0} containers/s; submits took {:.2} s",
+        o(r.e2e_seconds),
+        r.containers_running.unwrap_or(0),
+        o(r.containers_per_sec),
+        o(r.submit_seconds)
+    );
+    println!(
+        "tasks      {} ({} succeeded, {} failed); duration p50 {:.2} s, p99 {:.2} s",
+        r.tasks.unwrap_or(0),
+        r.tasks_succeeded.unwrap_or(0),
+        r.tasks_failed.unwrap_or(0),
+        o(r.p50_task_seconds),
+        o(r.p99_task_seconds)
+    );
+    println!("cpu        {:.2} s over the run", r.cpu_seconds);
+    if r.violations == 0 {
+        println!(
+            "check      0 violations (independent pass over the store; {} distinct IPs)",
+            run.distinct_ips
+        );
+    } else {
+        println!(
+            "check      {} VIOLATIONS: {:?}",
+            r.violations, r.violation_kinds
+        );
+    }
+    println!("memory     peak RSS {} MiB", r.peak_rss_bytes >> 20);
 }
 
 fn print_summary(r: &SimReport, dump: Option<&std::path::Path>) {

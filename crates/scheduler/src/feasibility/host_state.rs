@@ -31,3 +31,17 @@ impl HostFilter for NotCordoned {
         }
     }
 }
+
+/// Filters hosts the request asked to avoid (the hosts a relocation moves
+/// containers away from).
+pub(crate) struct NotAvoided;
+
+impl HostFilter for NotAvoided {
+    fn check(&self, ctx: &FilterCtx<'_>, idx: u32, _: &HostEntry) -> Result<(), Reason> {
+        if ctx.req.avoids(idx) {
+            Err(Reason::Avoided)
+        } else {
+            Ok(())
+        }
+    }
+}

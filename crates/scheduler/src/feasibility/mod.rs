@@ -41,10 +41,20 @@ pub(crate) struct ReqCtx<'r> {
     pub(crate) labels: &'r BTreeMap<String, String>,
     /// Per-container request.
     pub(crate) res: Resources,
+    /// Hosts excluded by the request, sorted.
+    pub(crate) avoid: &'r [u32],
     /// Hard caps (`u32::MAX` = none).
     pub(crate) cap_host: u32,
     pub(crate) cap_rack: u32,
     pub(crate) cap_switch: u32,
+}
+
+impl ReqCtx<'_> {
+    /// True when the request excludes host `h`.
+    #[inline]
+    pub(crate) fn avoids(&self, h: u32) -> bool {
+        !self.avoid.is_empty() && self.avoid.binary_search(&h).is_ok()
+    }
 }
 
 /// The group's replicas per host, rack and switch, kept incrementally.
@@ -108,11 +118,12 @@ pub(crate) trait HostFilter {
 }
 
 /// The full chain, in explanation order.
-fn chain() -> [&'static dyn HostFilter; 10] {
+fn chain() -> [&'static dyn HostFilter; 11] {
     [
         &datacenter::InDatacenter,
         &host_state::Ready,
         &host_state::NotCordoned,
+        &host_state::NotAvoided,
         &ZoneAllowed,
         &NetworkReachable,
         &LabelsMatch,

@@ -5,7 +5,10 @@ use axum::extract::State;
 use axum::http::Method;
 use axum::Json;
 use jdos_types::api::ListResponse;
-use jdos_types::{keys, Event, Role};
+use std::time::Duration;
+
+use jdos_types::api::EventHead;
+use jdos_types::{keys, Event, EventResult, Role};
 use serde::Deserialize;
 
 use super::list::{PageParams, MAX_LIMIT, SCAN_FACTOR};
@@ -14,17 +17,29 @@ use crate::auth::Caller;
 use crate::error::HttpError;
 use crate::extract::ApiQuery;
 use crate::kv;
+use crate::openapi::Documented;
 use crate::state::AppState;
 
 /// The routes of this resource.
 pub fn routes() -> Vec<Route> {
-    vec![Route::new(Method::GET, "/api/v1/events", list_handler)
-        .doc("events", "List events, oldest first")
-        .query(&PARAMS)
-        .returns::<ListResponse<Event>>()]
+    vec![
+        Route::new(Method::GET, "/api/v1/events", list_handler)
+            .doc(
+                "events",
+                "List events, oldest first; with wait_ms, long-poll for the next matching one",
+            )
+            .query(&PARAMS)
+            .returns::<ListResponse<Event>>(),
+        Route::new(Method::GET, "/api/v1/events/head", head_handler)
+            .doc(
+                "events",
+                "The newest event sequence number: follow the trail from here with after=",
+            )
+            .returns::<EventHead>(),
+    ]
 }
 
-const PARAMS: [Param; 8] = [
+const PARAMS: [Param; 10] = [
     Param {
         name: "app",
         ty: "string",
@@ -46,6 +61,11 @@ const PARAMS: [Param; 8] = [
         description: "only this action (host.cordon…)",
     },
     Param {
+        name: "result",
+        ty: "string",
+        description: "only events with this result (success, failure)",
+    },
+    Param {
         name: "since_ms",
         ty: "integer",
         description: "only events at or after this unix time in ms",
@@ -53,7 +73,12 @@ const PARAMS: [Param; 8] = [
     Param {
         name: "after_seq",
         ty: "integer",
-        description: "only events after this sequence number (to follow the trail)",
+        description: "only events after this sequence number (to follow the trail; alias `after`)",
+    },
+    Param {
+        name: "wait_ms",
+        ty: "integer",
+        description: "long-poll: when nothing matches yet, wait up to this long (at most 30000) for a matching event",
     },
     Param {
         name: "limit",
@@ -85,9 +110,15 @@ pub struct EventFilter {
     /// Unix ms lower bound.
     #[serde(default)]
     pub since_ms: Option<u64>,
-    /// Sequence lower bound (exclusive).
+    /// Result.
     #[serde(default)]
+    pub result: Option<EventResult>,
+    /// Sequence lower bound (exclusive).
+    #[serde(default, alias = "after")]
     pub after_seq: Option<u64>,
+    /// Long-poll: wait up to this many ms for a first match.
+    #[serde(default)]
+    pub wait_ms: Option<u64>,
     /// Page size.
     #[serde(default)]
     pub limit: Option<usize>,
@@ -96,11 +127,70 @@ pub struct EventFilter {
     pub continue_token: Option<String>,
 }
 
+async fn head_handler(
+    State(st): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<EventHead>, HttpError> {
+    let seq = kv::get_json::<u64>(st.store(), crate::events::EVENT_SEQ_KEY)
+        .await?
+        .map_or(0, |v| v.value);
+    Ok(Json(EventHead { seq }))
+}
+
+impl Documented for EventHead {
+    fn schema_name() -> String {
+        "EventHead".into()
+    }
+    fn sample() -> Self {
+        EventHead { seq: 4242 }
+    }
+}
+
+/// Longest a long-poll waits.
+pub const MAX_WAIT_MS: u64 = 30_000;
+
 async fn list_handler(
     State(st): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<EventFilter>,
 ) -> Result<Json<ListResponse<Event>>, HttpError> {
+    let wait = Duration::from_millis(q.wait_ms.unwrap_or(0).min(MAX_WAIT_MS));
+    if wait.is_zero() {
+        return Ok(Json(list(&st, &caller, &q).await?));
+    }
+    // Long-poll: watch the events prefix from before the first read, so an
+    // event committed between the read and the watch is not missed.
+    let from = st.store().revision().await? + 1;
+    let first = list(&st, &caller, &q).await?;
+    if !first.items.is_empty() || first.continue_token.is_some() {
+        return Ok(Json(first));
+    }
+    let mut watch = st.store().watch(keys::EVENTS, from).await?;
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, watch.next()).await {
+            // Nothing new before the deadline: an empty page.
+            Err(_) => return Ok(Json(first)),
+            // The store ended the watch (shutdown, or this watcher fell
+            // behind): answer what is there; the client asks again.
+            Ok(None) => return Ok(Json(list(&st, &caller, &q).await?)),
+            Ok(Some(batch)) => {
+                batch?;
+                let page = list(&st, &caller, &q).await?;
+                if !page.items.is_empty() || page.continue_token.is_some() {
+                    return Ok(Json(page));
+                }
+            }
+        }
+    }
+}
+
+/// One page of the events `q` selects that the caller may see.
+pub async fn list(
+    st: &AppState,
+    caller: &Caller,
+    q: &EventFilter,
+) -> Result<ListResponse<Event>, HttpError> {
     let page = PageParams {
         limit: q.limit,
         continue_token: None,
@@ -132,6 +222,7 @@ async fn list_handler(
                 && q.object_kind.as_ref().is_none_or(|k| &e.object_kind == k)
                 && q.object.as_ref().is_none_or(|o| &e.object == o)
                 && q.action.as_ref().is_none_or(|a| &e.action == a)
+                && q.result.is_none_or(|r| e.result == r)
                 && q.since_ms.is_none_or(|t| e.time_ms >= t)
         },
     )
@@ -142,8 +233,8 @@ async fn list_handler(
         .and_then(|k| k.strip_prefix(keys::EVENTS))
         .and_then(|s| s.parse::<u64>().ok())
         .map(|n| n.to_string());
-    Ok(Json(ListResponse {
+    Ok(ListResponse {
         items: found.items,
         continue_token,
-    }))
+    })
 }

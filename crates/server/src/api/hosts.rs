@@ -283,8 +283,7 @@ pub async fn describe(st: &AppState, name: &str) -> Result<HostDetail, HttpError
             host: name.to_string(),
             ..Default::default()
         });
-    // Containers are keyed by group, not host, so finding a host's containers
-    // reads them all; the allocation's count lets an empty host skip that.
+    // The allocation's count lets an empty host skip even the index read.
     let containers = if allocation.containers == 0 {
         Vec::new()
     } else {
@@ -297,27 +296,51 @@ pub async fn describe(st: &AppState, name: &str) -> Result<HostDetail, HttpError
     })
 }
 
-/// The containers placed on `host`: one pass over the container records,
-/// decoding only their `host` field until one matches.
+/// The containers whose work orders are on `host` (the by-host index of
+/// `keys::assignment`), read through their records. A container placed but
+/// not yet published has no work order and is not listed.
 pub async fn containers_on(store: &dyn Store, host: &str) -> Result<Vec<Container>, HttpError> {
-    #[derive(Deserialize)]
-    struct HostOf<'a> {
-        #[serde(borrow, default)]
-        host: Option<std::borrow::Cow<'a, str>>,
-    }
-    let mut out = Vec::new();
-    jdos_store::for_each_page(store, keys::CONTAINERS, 4096, |kvs| {
-        for kv in kvs {
-            let of: HostOf<'_> = serde_json::from_slice(&kv.value).map_err(|e| {
-                HttpError::internal(format!("corrupt container record {}: {e}", kv.key))
-            })?;
-            if of.host.as_deref() == Some(host) {
-                out.push(json::decode(kv)?);
+    let prefix = keys::assignments_of_host(host);
+    let mut ids = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .range(
+                &prefix,
+                jdos_store::RangeOptions {
+                    start_after: after.clone(),
+                    limit: 4096,
+                    keys_only: true,
+                },
+            )
+            .await?;
+        for kv in &page.kvs {
+            let rest = &kv.key[prefix.len()..];
+            let parts: Vec<&str> = rest.split('/').collect();
+            if let [app, env, group, index] = parts.as_slice() {
+                if let Ok(index) = index.parse::<u32>() {
+                    ids.push(jdos_types::InstanceId {
+                        app: app.to_string(),
+                        env: env.to_string(),
+                        group: group.to_string(),
+                        index,
+                    });
+                }
             }
         }
-        Ok::<_, HttpError>(())
-    })
-    .await?;
+        after = page.kvs.last().map(|kv| kv.key.clone());
+        if !page.more || after.is_none() {
+            break;
+        }
+    }
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(c) = kv::get_json::<Container>(store, &keys::container(&id)).await? {
+            if c.value.host.as_deref() == Some(host) {
+                out.push(c.value);
+            }
+        }
+    }
     Ok(out)
 }
 

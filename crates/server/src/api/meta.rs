@@ -81,6 +81,8 @@ async fn metrics(State(st): State<AppState>) -> Result<impl IntoResponse, HttpEr
     }
     out.push_str("# HELP jdos_hosts_cordoned Cordoned hosts.\n# TYPE jdos_hosts_cordoned gauge\n");
     let _ = writeln!(out, "jdos_hosts_cordoned {cordoned}");
+    st.failover().metrics.render(&mut out);
+    st.tsdb().render_own(&mut out);
     let rev = st.store().revision().await?;
     out.push_str("# HELP jdos_store_revision Current revision of the state store.\n# TYPE jdos_store_revision gauge\n");
     let _ = writeln!(out, "jdos_store_revision {rev}");

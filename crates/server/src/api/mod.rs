@@ -14,13 +14,24 @@ use crate::error::HttpError;
 use crate::openapi::{self, Documented};
 use crate::state::AppState;
 
+pub mod agents;
+pub mod alerting;
+pub mod apply;
 pub mod apps;
+pub mod autoscaling;
+pub mod containers;
 pub mod events;
+pub mod failover;
+pub mod groups;
 pub mod hosts;
 pub mod list;
 pub mod meta;
+pub mod monitoring;
 pub mod networks;
+pub mod operations;
 pub mod schemas;
+pub mod scope;
+pub mod tasks;
 pub mod tokens;
 pub mod topology;
 
@@ -46,6 +57,16 @@ pub fn routes() -> Vec<Route> {
         .chain(apps::routes())
         .chain(events::routes())
         .chain(networks::routes())
+        .chain(agents::routes())
+        .chain(alerting::routes())
+        .chain(tasks::routes())
+        .chain(autoscaling::routes())
+        .chain(operations::routes())
+        .chain(apply::routes())
+        .chain(groups::routes())
+        .chain(containers::routes())
+        .chain(failover::routes())
+        .chain(monitoring::routes())
         .collect()
 }
 

@@ -1,0 +1,443 @@
+//! The agent against `FakeDriver` and `TestServer` (a test double of the
+//! server): convergence, crash back-off and crash loops, health failures,
+//! self-fencing, epoch bumps and adoption after an agent restart.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jdos_agent::{Agent, AgentConfig, AgentStatus};
+use jdos_runtime::{
+    BackoffPolicy, Driver, ExecOutput, FakeDriver, FakeOp, LabelFilter, RuntimeState,
+};
+use jdos_types::container::DesiredState;
+use jdos_types::resources::GIB;
+use jdos_types::workload::{HealthCheck, Probe};
+use jdos_types::{ContainerPhase, Resources};
+use support::*;
+use tokio::sync::watch;
+
+const HOST: &str = "agent-host-1";
+
+fn config() -> AgentConfig {
+    let mut c = AgentConfig::new(HOST, "dc1", "sw1", "rack1", Resources::new(8000, 16 * GIB));
+    c.backoff = BackoffPolicy {
+        initial_ms: 100,
+        max_ms: 400,
+        multiplier: 2,
+        reset_after_ms: 60_000,
+        migrate_after: 3,
+    };
+    c.resync_interval = Duration::from_millis(200);
+    c.long_poll = Duration::from_secs(2);
+    c
+}
+
+struct Running {
+    status: watch::Receiver<AgentStatus>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), jdos_agent::AgentError>>,
+}
+
+impl Running {
+    async fn shutdown(self) {
+        self.stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("agent stops")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+fn start(driver: Arc<FakeDriver>, server: Arc<TestServer>) -> Running {
+    let agent = Agent::new(config());
+    let status = agent.status();
+    let (stop, shutdown) = watch::channel(false);
+    let task = tokio::spawn(agent.run(driver, server, shutdown));
+    Running { status, stop, task }
+}
+
+fn all_phase(s: &AgentStatus, n: usize, phase: ContainerPhase) -> bool {
+    s.reports.len() == n && s.reports.iter().all(|r| r.phase == phase)
+}
+
+async fn running_ids(d: &FakeDriver) -> Vec<String> {
+    let mut v: Vec<String> = d
+        .list(&LabelFilter::host(HOST))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.state == RuntimeState::Running)
+        .map(|s| s.instance.unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+fn assign_n(server: &TestServer, app: &str, n: u32) -> Vec<jdos_types::InstanceId> {
+    let net = network();
+    let t = template("jdos-busybox:latest", &["sleep", "3600"]);
+    let ids: Vec<_> = (0..n).map(|i| id(app, i)).collect();
+    server.assign(
+        ids.iter()
+            .enumerate()
+            .map(|(i, id)| assignment(id.clone(), HOST, 1, &net, 10 + i as u8, &t)),
+    );
+    ids
+}
+
+#[tokio::test]
+async fn converges_to_the_assignments_and_reports_them() {
+    let d = Arc::new(FakeDriver::new());
+    let server = TestServer::new(HOST);
+    // A leftover of this host with no assignment: fenced away.
+    let stray = assignment(
+        id("stray", 0),
+        HOST,
+        1,
+        &network(),
+        99,
+        &template("img", &[]),
+    );
+    let spec = jdos_agent::Wanted::from_assignment(&stray, HOST, &Default::default());
+    d.ensure_network(&network(), &Default::default())
+        .await
+        .unwrap();
+    d.create(spec.spec.as_ref().unwrap()).await.unwrap();
+    let ids = assign_n(&server, "conv", 5);
+    let mut a = start(d.clone(), server.clone());
+    wait_status(&mut a.status, 10, "5 running", |s| {
+        all_phase(s, 5, ContainerPhase::Running)
+    })
+    .await;
+    assert_eq!(running_ids(&d).await.len(), 5);
+    eventually(5, "stray destroyed", || d.container_count() == 5).await;
+    // The server hears about it through heartbeats.
+    eventually(5, "server sees 5 running", || {
+        ids.iter().all(|i| {
+            server
+                .report(i)
+                .is_some_and(|r| r.phase == ContainerPhase::Running)
+        })
+    })
+    .await;
+
+    server.set_desired(&ids[0], DesiredState::Deleted);
+    server.set_desired(&ids[1], DesiredState::Stopped);
+    eventually(5, "deleted reported gone", || {
+        server.report(&ids[0]).is_some_and(|r| r.gone)
+    })
+    .await;
+    eventually(5, "stopped reported", || {
+        server
+            .report(&ids[1])
+            .is_some_and(|r| r.phase == ContainerPhase::Stopped)
+    })
+    .await;
+    assert_eq!(
+        d.container_count(),
+        4,
+        "deleted is destroyed, stopped is kept"
+    );
+    assert_eq!(running_ids(&d).await.len(), 3);
+    assert!(server.with(|s| s.registrations) == 1);
+    a.shutdown().await;
+    assert_eq!(
+        running_ids(&d).await.len(),
+        3,
+        "containers outlive the agent"
+    );
+}
+
+#[tokio::test]
+async fn a_crashing_container_restarts_with_back_off_then_reports_a_crash_loop() {
+    let d = Arc::new(FakeDriver::new());
+    let server = TestServer::new(HOST);
+    let ids = assign_n(&server, "crash", 2);
+    let mut a = start(d.clone(), server.clone());
+    wait_status(&mut a.status, 10, "running", |s| {
+        all_phase(s, 2, ContainerPhase::Running)
+    })
+    .await;
+    let starts = d.calls(FakeOp::Start);
+    let t0 = std::time::Instant::now();
+    d.crash(&ids[0], 1).unwrap();
+    let s = wait_status(&mut a.status, 10, "first restart", |s| {
+        s.reports
+            .iter()
+            .any(|r| r.id == ids[0] && r.restarts == 1 && r.phase == ContainerPhase::Running)
+    })
+    .await;
+    let first = t0.elapsed();
+    assert!(
+        first >= Duration::from_millis(100),
+        "back-off of 100 ms kept: {first:?}"
+    );
+    assert!(!s.reports.iter().any(|r| r.crash_loop));
+    assert_eq!(
+        d.calls(FakeOp::Start),
+        starts + 1,
+        "restarted in place, not recreated"
+    );
+    // Two more crashes in a row: migrate_after = 3 → crash loop.
+    d.crash(&ids[0], 1).unwrap();
+    wait_status(&mut a.status, 10, "second restart", |s| {
+        s.reports
+            .iter()
+            .any(|r| r.id == ids[0] && r.restarts == 2 && r.phase == ContainerPhase::Running)
+    })
+    .await;
+    d.oom_kill(&ids[0]).unwrap();
+    let s = wait_status(&mut a.status, 10, "crash loop", |s| {
+        s.reports.iter().any(|r| r.id == ids[0] && r.crash_loop)
+    })
+    .await;
+    let r = s.reports.iter().find(|r| r.id == ids[0]).unwrap();
+    assert_eq!(r.phase, ContainerPhase::Failed);
+    assert!(r.message.contains("OOM"), "{}", r.message);
+    assert!(r.message.contains("crash loop"), "{}", r.message);
+    eventually(5, "server told", || {
+        server.report(&ids[0]).is_some_and(|r| r.crash_loop)
+    })
+    .await;
+    // It stays down; the other one was never touched.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(running_ids(&d).await, vec![ids[1].to_string()]);
+    // The server moves it: the assignment goes, the container goes.
+    server.unassign(&ids[0]);
+    eventually(5, "moved one destroyed", || d.container_count() == 1).await;
+    a.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unhealthy_container_is_restarted() {
+    let d = Arc::new(FakeDriver::new());
+    let server = TestServer::new(HOST);
+    let mut t = template("jdos-busybox:latest", &["sleep", "3600"]);
+    let mut check = HealthCheck::new(Probe::Exec {
+        command: vec!["true".into()],
+    });
+    check.interval_ms = 100;
+    check.timeout_ms = 50;
+    check.retries = 2;
+    t.health = Some(check);
+    let i = id("health", 0);
+    server.assign([assignment(i.clone(), HOST, 1, &network(), 10, &t)]);
+    let mut a = start(d.clone(), server.clone());
+    wait_status(&mut a.status, 10, "healthy", |s| {
+        all_phase(s, 1, ContainerPhase::Running)
+    })
+    .await;
+    d.set_exec_result(
+        &i,
+        ExecOutput {
+            exit_code: 1,
+            stdout: String::new(),
+            stderr: "not ready".into(),
+        },
+    );
+    let stops = d.calls(FakeOp::Stop);
+    wait_status(&mut a.status, 10, "restarted after unhealthy", |s| {
+        s.reports.iter().any(|r| r.restarts >= 1)
+    })
+    .await;
+    assert!(d.calls(FakeOp::Stop) > stops, "stopped because unhealthy");
+    a.shutdown().await;
+}
+
+#[tokio::test]
+async fn self_fences_when_the_server_vanishes_and_recovers_after() {
+    let d = Arc::new(FakeDriver::new());
+    let server = TestServer::new(HOST);
+    let ids = assign_n(&server, "fence", 3);
+    let mut a = start(d.clone(), server.clone());
+    wait_status(&mut a.status, 10, "running", |s| {
+        all_phase(s, 3, ContainerPhase::Running)
+    })
+    .await;
+    let t0 = std::time::Instant::now();
+    server.set_reachable(false);
+    wait_status(&mut a.status, 10, "fenced", |s| s.fenced).await;
+    eventually(5, "all killed", || {
+        futures_util::FutureExt::now_or_never(running_ids(&d)).is_some_and(|v| v.is_empty())
+    })
+    .await;
+    let took = t0.elapsed();
+    // fence_after is 300 ms (from the session); the server's down_after is 400 ms.
+    assert!(
+        took >= Duration::from_millis(250),
+        "not before fence_after: {took:?}"
+    );
+    assert!(
+        took < Duration::from_millis(1500),
+        "soon after fence_after: {took:?}"
+    );
+    // Meanwhile the server moved one of them elsewhere.
+    server.unassign(&ids[2]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        running_ids(&d).await.is_empty(),
+        "nothing starts while fenced"
+    );
+    server.set_reachable(true);
+    wait_status(&mut a.status, 10, "back", |s| {
+        !s.fenced && all_phase(s, 2, ContainerPhase::Running)
+    })
+    .await;
+    assert_eq!(
+        running_ids(&d).await,
+        vec![ids[0].to_string(), ids[1].to_string()]
+    );
+    eventually(5, "moved one destroyed", || d.container_count() == 2).await;
+    let s = a.status.borrow().clone();
+    assert!(
+        s.reports.iter().all(|r| r.restarts == 0),
+        "a fence is not a crash"
+    );
+    a.shutdown().await;
+}
+
+#[tokio::test]
+async fn self_fences_in_time_when_the_server_hangs() {
+    let d = Arc::new(FakeDriver::new());
+    let server = TestServer::new(HOST);
+    assign_n(&server, "hang", 2);
+    let mut a = start(d.clone(), server.clone());
+    wait_status(&mut a.status, 10, "running", |s| {
+        all_phase(s, 2, ContainerPhase::Running)
+    })
+    .await;
+    // Heartbeats now take 2 s to fail; fencing must not wait for them.
+    let t0 = std::time::Instant::now();
+    server.with(|s| s.hang = true);
+    wait_status(&mut a.status, 10, "fenced", |s| s.fenced).await;
+    let took = t0.elapsed();
+    assert!(
+        took < Duration::from_millis(400),
+        "fenced before the server's down_after (400 ms): {took:?}"
+    );
+    eventually(5, "all killed", || {
+        futures_util::FutureExt::now_or_never(running_ids(&d)).is_some_and(|v| v.is_empty())
+    })
+    .await;
+    server.with(|s| s.hang = false);
+    wait_status(&mut a.status, 10, "back", |s| {
+        !s.fenced && all_phase(s, 2, ContainerPhase::Running)
+    })
+    .await;
+    a.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_newer_epoch_makes_the_agent_drop_moved_containers() {
+    let d = Arc::new(FakeDriver::new());
+    let server = TestServer::new(HOST);
+    let ids = assign_n(&server, "epoch", 3);
+    let mut a = start(d.clone(), server.clone());
+    wait_status(&mut a.status, 10, "running", |s| {
+        all_phase(s, 3, ContainerPhase::Running) && s.epoch == 1
+    })
+    .await;
+    // The server declared the host down (epoch 2), moved ids[0] away and
+    // re-placed ids[1] here under the new epoch.
+    let net = network();
+    let t = template("jdos-busybox:latest", &["sleep", "3600"]);
+    server.with(|s| {
+        s.epoch = 2;
+        s.items.remove(&ids[0]);
+        s.items.insert(
+            ids[1].clone(),
+            assignment(ids[1].clone(), HOST, 2, &net, 11, &t),
+        );
+        s.revision += 1;
+    });
+    wait_status(&mut a.status, 10, "epoch 2 converged", |s| {
+        s.epoch == 2
+            && all_phase(s, 2, ContainerPhase::Running)
+            && s.reports.iter().any(|r| r.id == ids[1] && r.epoch == 2)
+    })
+    .await;
+    eventually(5, "moved one destroyed", || d.container_count() == 2).await;
+    let listed = d.list(&LabelFilter::host(HOST)).await.unwrap();
+    let e1 = listed
+        .iter()
+        .find(|s| s.instance.as_ref() == Some(&ids[1]))
+        .unwrap();
+    assert_eq!(
+        e1.epoch(),
+        Some(2),
+        "re-placed one recreated under the new epoch"
+    );
+    let e2 = listed
+        .iter()
+        .find(|s| s.instance.as_ref() == Some(&ids[2]))
+        .unwrap();
+    assert_eq!(e2.epoch(), Some(1), "untouched assignment kept");
+    a.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_restarted_agent_adopts_its_containers_without_duplicates() {
+    let d = Arc::new(FakeDriver::new());
+    let server = TestServer::new(HOST);
+    let ids = assign_n(&server, "adopt", 4);
+    let mut a = start(d.clone(), server.clone());
+    wait_status(&mut a.status, 10, "running", |s| {
+        all_phase(s, 4, ContainerPhase::Running)
+    })
+    .await;
+    a.shutdown().await;
+    let (creates, starts, destroys) = (
+        d.calls(FakeOp::Create),
+        d.calls(FakeOp::Start),
+        d.calls(FakeOp::Destroy),
+    );
+    // While it was away, one crashed.
+    d.crash(&ids[3], 2).unwrap();
+    let mut b = start(d.clone(), server.clone());
+    wait_status(&mut b.status, 10, "adopted", |s| {
+        s.passes >= 3 && all_phase(s, 4, ContainerPhase::Running)
+    })
+    .await;
+    assert_eq!(
+        d.calls(FakeOp::Create),
+        creates,
+        "no container created again"
+    );
+    assert_eq!(d.calls(FakeOp::Destroy), destroys, "none destroyed");
+    assert_eq!(
+        d.calls(FakeOp::Start),
+        starts + 1,
+        "only the crashed one started"
+    );
+    assert_eq!(d.container_count(), 4);
+    assert_eq!(server.with(|s| s.registrations), 2);
+    // Each registration asks for a full report; none claimed an empty host.
+    let fulls = server.with(|s| s.full_sizes.clone());
+    assert!(
+        fulls.len() >= 2 && fulls.iter().all(|n| *n == 4),
+        "{fulls:?}"
+    );
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn registers_again_when_the_server_forgets_the_host() {
+    let d = Arc::new(FakeDriver::new());
+    let server = TestServer::new(HOST);
+    assign_n(&server, "forget", 1);
+    let mut a = start(d.clone(), server.clone());
+    wait_status(&mut a.status, 10, "running", |s| {
+        all_phase(s, 1, ContainerPhase::Running)
+    })
+    .await;
+    server.with(|s| s.forget = true);
+    eventually(5, "registered again", || {
+        server.with(|s| s.registrations) == 2
+    })
+    .await;
+    assert_eq!(running_ids(&d).await.len(), 1);
+    a.shutdown().await;
+}
