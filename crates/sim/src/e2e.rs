@@ -465,6 +465,15 @@ pub async fn run_e2e(config: &E2eConfig, store: Arc<dyn Store>) -> Result<E2eRun
             }
         }
     }
+    // A deploy's last steps (post-start hooks, its record) end after its
+    // containers run: the run ends when every task has, too.
+    while !timed_out && !all_ended(store.as_ref()).await? {
+        if Instant::now() >= deadline {
+            timed_out = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let e2e_seconds = started.elapsed().as_secs_f64();
     let cpu_seconds = process_cpu_seconds() - cpu0;
     tracing::info!(running, expected, e2e_seconds, "end to end done");
