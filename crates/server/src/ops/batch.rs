@@ -19,6 +19,7 @@ use jdos_types::{keys, App, Group, GroupKey, TaskState};
 use jdos_workflow::{Operation, StepContext, StepError, StepOutcome, Task, WorkflowError};
 use serde::{Deserialize, Serialize};
 
+use super::common;
 use super::params::{BatchScaleParams, ScaleParams};
 use super::OpsContext;
 
@@ -60,15 +61,7 @@ impl Operation for BatchScaleOp {
     }
 
     fn steps(&self, task: &Task) -> Result<Vec<String>, WorkflowError> {
-        let p: BatchScaleParams =
-            serde_json::from_value(task.params.clone()).map_err(|e| WorkflowError::Invalid {
-                field: "params".into(),
-                message: format!("batch_scale: {e}"),
-            })?;
-        p.validate().map_err(|e| WorkflowError::Invalid {
-            field: "params".into(),
-            message: format!("batch_scale: {e}"),
-        })?;
+        common::checked_params(self.kind(), task, BatchScaleParams::validate)?;
         Ok(STEPS.iter().map(|s| s.to_string()).collect())
     }
 

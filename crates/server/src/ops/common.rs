@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use jdos_store::{json, Compare, TxnOp};
 use jdos_types::container::DesiredState;
+use jdos_types::ValidationErrors;
 use jdos_types::{keys, Container, ContainerPhase, Group, GroupKey, InstanceId};
-use jdos_workflow::{StepContext, StepError, StepOutcome, Task};
+use jdos_workflow::{StepContext, StepError, StepOutcome, Task, WorkflowError};
+use serde::de::DeserializeOwned;
 
 use crate::events::{EventDraft, Mutation};
 use crate::hooks::{HookExecutor, HookOrigin, HookPhase};
@@ -19,6 +21,22 @@ use crate::state::AppState;
 pub(super) const POLL: Duration = Duration::from_millis(250);
 
 /// A platform failure as a step failure: what a retry cannot fix is fatal.
+/// Decodes and validates a task's params when it is submitted, so bad input
+/// is refused (field `params`) before anything is written.
+pub(super) fn checked_params<T: DeserializeOwned>(
+    kind: &str,
+    task: &Task,
+    validate: impl FnOnce(&T) -> Result<(), ValidationErrors>,
+) -> Result<T, WorkflowError> {
+    let invalid = |e: &dyn std::fmt::Display| WorkflowError::Invalid {
+        field: "params".into(),
+        message: format!("{kind}: {e}"),
+    };
+    let p: T = serde_json::from_value(task.params.clone()).map_err(|e| invalid(&e))?;
+    validate(&p).map_err(|e| invalid(&e))?;
+    Ok(p)
+}
+
 pub(super) fn perr(e: PlatformError) -> StepError {
     match &e {
         // No host fits: retrying at once will not make room; say why now.

@@ -243,12 +243,7 @@ impl Operation for DeleteGroupOp {
     }
 
     fn steps(&self, task: &Task) -> Result<Vec<String>, WorkflowError> {
-        serde_json::from_value::<DeleteGroupParams>(task.params.clone()).map_err(|e| {
-            WorkflowError::Invalid {
-                field: "params".into(),
-                message: format!("delete_group: {e}"),
-            }
-        })?;
+        common::checked_params::<DeleteGroupParams>(self.kind(), task, |_| Ok(()))?;
         Ok(GROUP_STEPS.iter().map(|s| s.to_string()).collect())
     }
 
@@ -288,12 +283,7 @@ impl Operation for DeleteAppOp {
     }
 
     fn steps(&self, task: &Task) -> Result<Vec<String>, WorkflowError> {
-        serde_json::from_value::<DeleteAppParams>(task.params.clone()).map_err(|e| {
-            WorkflowError::Invalid {
-                field: "params".into(),
-                message: format!("delete_app: {e}"),
-            }
-        })?;
+        common::checked_params::<DeleteAppParams>(self.kind(), task, |_| Ok(()))?;
         Ok(APP_STEPS.iter().map(|s| s.to_string()).collect())
     }
 

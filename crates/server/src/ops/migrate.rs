@@ -118,15 +118,7 @@ impl Operation for MigrateOp {
     }
 
     fn steps(&self, task: &Task) -> Result<Vec<String>, WorkflowError> {
-        let p: MigrateParams =
-            serde_json::from_value(task.params.clone()).map_err(|e| WorkflowError::Invalid {
-                field: "params".into(),
-                message: format!("migrate: {e}"),
-            })?;
-        p.validate().map_err(|e| WorkflowError::Invalid {
-            field: "params".into(),
-            message: format!("migrate: {e}"),
-        })?;
+        common::checked_params(self.kind(), task, MigrateParams::validate)?;
         Ok(STEPS.iter().map(|s| s.to_string()).collect())
     }
 

@@ -150,15 +150,7 @@ impl Operation for ResizeOp {
     }
 
     fn steps(&self, task: &Task) -> Result<Vec<String>, WorkflowError> {
-        let p: ResizeParams =
-            serde_json::from_value(task.params.clone()).map_err(|e| WorkflowError::Invalid {
-                field: "params".into(),
-                message: format!("resize: {e}"),
-            })?;
-        p.validate().map_err(|e| WorkflowError::Invalid {
-            field: "params".into(),
-            message: format!("resize: {e}"),
-        })?;
+        common::checked_params(self.kind(), task, ResizeParams::validate)?;
         Ok(STEPS.iter().map(|s| s.to_string()).collect())
     }
 

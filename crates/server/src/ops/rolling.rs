@@ -130,15 +130,7 @@ impl Operation for RollingOp {
     }
 
     fn steps(&self, task: &Task) -> Result<Vec<String>, WorkflowError> {
-        let p: RollingParams =
-            serde_json::from_value(task.params.clone()).map_err(|e| WorkflowError::Invalid {
-                field: "params".into(),
-                message: format!("rolling: {e}"),
-            })?;
-        p.validate().map_err(|e| WorkflowError::Invalid {
-            field: "params".into(),
-            message: format!("rolling: {e}"),
-        })?;
+        common::checked_params(self.kind(), task, RollingParams::validate)?;
         Ok(STEPS.iter().map(|s| s.to_string()).collect())
     }
 

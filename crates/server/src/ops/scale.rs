@@ -118,13 +118,6 @@ impl ScaleOp {
     }
 }
 
-fn params_error(kind: &str, e: impl std::fmt::Display) -> WorkflowError {
-    WorkflowError::Invalid {
-        field: "params".into(),
-        message: format!("{kind}: {e}"),
-    }
-}
-
 #[async_trait]
 impl Operation for ScaleOp {
     fn kind(&self) -> &'static str {
@@ -133,12 +126,9 @@ impl Operation for ScaleOp {
 
     fn steps(&self, task: &Task) -> Result<Vec<String>, WorkflowError> {
         if self.kind == super::DEPLOY {
-            serde_json::from_value::<DeployParams>(task.params.clone())
-                .map_err(|e| params_error(self.kind, e))?;
+            common::checked_params::<DeployParams>(self.kind, task, |_| Ok(()))?;
         } else {
-            let p = serde_json::from_value::<ScaleParams>(task.params.clone())
-                .map_err(|e| params_error(self.kind, e))?;
-            p.validate().map_err(|e| params_error(self.kind, e))?;
+            common::checked_params(self.kind, task, ScaleParams::validate)?;
         }
         let mut steps: Vec<String> = STEPS.iter().map(|s| s.to_string()).collect();
         if self.kind == super::DEPLOY {
