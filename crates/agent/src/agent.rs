@@ -667,6 +667,14 @@ impl Reconciler {
                     .and_then(|s| s.health.clone());
                 if let Some(t) = self.trackers.get_mut(&o.id) {
                     t.in_flight = false;
+                    if let Some(hash) = o.updated_to {
+                        if o.error.is_none() {
+                            t.live_hash = Some(hash);
+                        } else {
+                            // Not retried live: the next pass recreates it.
+                            t.live_failed = Some(hash);
+                        }
+                    }
                     match &o.error {
                         None if o.started => t.started(now, health.as_ref()),
                         None => {}

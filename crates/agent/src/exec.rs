@@ -25,6 +25,9 @@ pub struct Outcome {
     pub started: bool,
     /// The container is now gone.
     pub destroyed: bool,
+    /// For a live update: the spec hash whose limits it applied (or tried
+    /// to).
+    pub updated_to: Option<String>,
     /// The error, if it failed.
     pub error: Option<DriverError>,
     /// How long it took.
@@ -95,8 +98,12 @@ impl Executor {
             let (started, destroyed) = match &action {
                 Action::Create { start, .. } => (*start, false),
                 Action::Start { .. } | Action::Recreate { .. } => (true, false),
-                Action::Stop { .. } => (false, false),
+                Action::Stop { .. } | Action::Update { .. } => (false, false),
                 Action::Destroy { .. } => (false, true),
+            };
+            let updated_to = match &action {
+                Action::Update { hash, .. } => Some(hash.clone()),
+                _ => None,
             };
             let result = self.apply(&action).await;
             let took = t.elapsed();
@@ -109,6 +116,7 @@ impl Executor {
                 kind,
                 started: started && result.is_ok(),
                 destroyed: destroyed && result.is_ok(),
+                updated_to,
                 error: result.err(),
                 took,
             }
@@ -142,6 +150,15 @@ impl Executor {
                     StopReason::Desired => info!("stopping: assignment says stopped"),
                 }
                 d.stop(id, *grace).await
+            }
+            Action::Update { spec, .. } => {
+                info!(
+                    cpu_millis = spec.resources.cpu_millis,
+                    memory_mib = spec.resources.memory_bytes >> 20,
+                    "updating limits live"
+                );
+                d.update_resources(&spec.instance, &spec.resources, &spec.isolation)
+                    .await
             }
             Action::Recreate { spec, network, why } => {
                 info!(why = %why, "recreating");

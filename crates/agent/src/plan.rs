@@ -12,7 +12,10 @@
 //!   (fencing: it was moved or deleted while this agent was away);
 //! - `deleted` is destroyed (its data too) and then reported gone;
 //! - `running` is created and started; a container made from another spec
-//!   (hash label), generation or epoch is recreated; one that exited is
+//!   (hash label), generation or epoch is recreated — except when only its
+//!   cpu and memory limits differ (same shape hash, generation and epoch):
+//!   those are updated live ([`Action::Update`], a cgroup update, same
+//!   container) and recreated only if the engine refuses; one that exited is
 //!   restarted in place after the [`RestartTracker`]'s back-off, until it
 //!   has failed `migrate_after` times in a row (crash loop: the server moves
 //!   it); a container that turned unhealthy counts as one failure;
@@ -53,6 +56,9 @@ pub struct Wanted {
     pub network: Option<Network>,
     /// The spec's hash (empty when there is no spec).
     pub hash: String,
+    /// The spec's hash without cpu and memory limits (empty when there is
+    /// no spec).
+    pub shape: String,
 }
 
 impl Wanted {
@@ -77,6 +83,7 @@ impl Wanted {
         .map(Arc::new)
         .map_err(|e| e.to_string());
         let hash = spec.as_ref().map(|s| s.spec_hash()).unwrap_or_default();
+        let shape = spec.as_ref().map(|s| s.shape_hash()).unwrap_or_default();
         Wanted {
             desired: a.container.desired,
             generation: a.generation,
@@ -84,6 +91,7 @@ impl Wanted {
             spec,
             network: a.network.clone(),
             hash,
+            shape,
         }
     }
 }
@@ -120,6 +128,16 @@ pub struct Tracker {
     pub run: u64,
     /// Why it is not running as wanted (exit, failed action, health).
     pub message: String,
+    /// The spec hash its limits were last updated to live: its labels still
+    /// carry the hash it was created with (labels are immutable), so this is
+    /// how a pass knows the update is done. Lost on an agent restart: an
+    /// adopted container is taken to have its creation limits (the engine's
+    /// list does not show limits), which costs one idempotent update more —
+    /// or, if the wanted limits went back to exactly the creation ones
+    /// meanwhile, leaves the live ones in place until the next change.
+    pub live_hash: Option<String>,
+    /// A live update to this spec hash was refused: recreate instead.
+    pub live_failed: Option<String>,
 }
 
 impl Tracker {
@@ -135,6 +153,8 @@ impl Tracker {
             health: None,
             run: 0,
             message: String::new(),
+            live_hash: None,
+            live_failed: None,
         }
     }
 
@@ -255,6 +275,14 @@ pub enum Action {
         /// Why.
         reason: StopReason,
     },
+    /// Change the cpu and memory limits of the existing container in place
+    /// (running or not): nothing else of it differs from `spec`.
+    Update {
+        /// The spec whose limits to apply.
+        spec: Arc<ContainerSpec>,
+        /// Its hash, recorded in the tracker once applied.
+        hash: String,
+    },
     /// Destroy (keeping its data) and create again from `spec`, started.
     Recreate {
         /// The new spec.
@@ -277,7 +305,9 @@ impl Action {
     /// The identity it acts on.
     pub fn id(&self) -> &InstanceId {
         match self {
-            Action::Create { spec, .. } | Action::Recreate { spec, .. } => &spec.instance,
+            Action::Create { spec, .. }
+            | Action::Recreate { spec, .. }
+            | Action::Update { spec, .. } => &spec.instance,
             Action::Start { id } | Action::Stop { id, .. } | Action::Destroy { id, .. } => id,
         }
     }
@@ -289,6 +319,7 @@ impl Action {
             Action::Start { .. } => "start",
             Action::Stop { .. } => "stop",
             Action::Recreate { .. } => "recreate",
+            Action::Update { .. } => "update",
             Action::Destroy { .. } => "destroy",
         }
     }
@@ -311,27 +342,49 @@ pub fn exit_message(status: &ContainerStatus) -> String {
     m
 }
 
-/// What differs between the wanted spec and a container, if anything that
-/// requires recreating it.
-fn recreate_reason(w: &Wanted, status: &ContainerStatus) -> Option<String> {
+/// What a container needs to match its wanted spec.
+#[derive(Debug, PartialEq, Eq)]
+enum Drift {
+    /// Nothing.
+    None,
+    /// New cpu / memory limits only: a live update.
+    Limits,
+    /// To be made again, for this reason.
+    Recreate(String),
+}
+
+/// What differs between the wanted spec and a container.
+fn drift(w: &Wanted, status: &ContainerStatus, t: &Tracker) -> Drift {
     if matches!(status.state, RuntimeState::Dead | RuntimeState::Removing) {
-        return Some(format!("the engine holds it as {:?}", status.state).to_lowercase());
+        return Drift::Recreate(
+            format!("the engine holds it as {:?}", status.state).to_lowercase(),
+        );
     }
-    if status.spec_hash() != Some(w.hash.as_str()) {
-        return Some("its spec changed".into());
+    let same_spec = status.spec_hash() == Some(w.hash.as_str());
+    if !same_spec && status.shape_hash() != Some(w.shape.as_str()) {
+        return Drift::Recreate("its spec changed".into());
     }
     let generation = generation_of(status);
     if generation != w.generation {
-        return Some(format!("generation {generation} -> {}", w.generation));
+        return Drift::Recreate(format!("generation {generation} -> {}", w.generation));
     }
     let epoch = status.epoch().unwrap_or(0);
     if epoch != w.epoch {
-        return Some(format!(
+        return Drift::Recreate(format!(
             "made under host epoch {epoch}, placed under {}",
             w.epoch
         ));
     }
-    None
+    // Its limits are those of the last live update, else those it was made
+    // with.
+    let current = t.live_hash.as_deref().or(status.spec_hash());
+    if current == Some(w.hash.as_str()) {
+        Drift::None
+    } else if t.live_failed.as_deref() == Some(w.hash.as_str()) {
+        Drift::Recreate("the engine refused to change its limits live".into())
+    } else {
+        Drift::Limits
+    }
 }
 
 /// Plans one pass. Updates `trackers` with what the observation shows
@@ -426,14 +479,24 @@ pub fn plan(
             continue;
         }
         // desired: running
-        if let Some(why) = recreate_reason(w, status) {
-            t.reset(ctx.policy);
-            actions.push(Action::Recreate {
-                spec: spec.clone(),
-                network: w.network.clone(),
-                why,
-            });
-            continue;
+        match drift(w, status, t) {
+            Drift::None => {}
+            Drift::Limits => {
+                actions.push(Action::Update {
+                    spec: spec.clone(),
+                    hash: w.hash.clone(),
+                });
+                continue;
+            }
+            Drift::Recreate(why) => {
+                t.reset(ctx.policy);
+                actions.push(Action::Recreate {
+                    spec: spec.clone(),
+                    network: w.network.clone(),
+                    why,
+                });
+                continue;
+            }
         }
         if running {
             if !t.was_running {
@@ -498,12 +561,12 @@ mod tests {
 
     const HOST: &str = "h1";
 
-    fn template(cmd: &str) -> ContainerTemplate {
+    fn template(cmd: &str, memory_mib: u64) -> ContainerTemplate {
         ContainerTemplate {
             image: "img".into(),
             command: vec![cmd.into()],
             env: Default::default(),
-            resources: Resources::new(100, 32 * MIB),
+            resources: Resources::new(100, memory_mib * MIB),
             ports: vec![],
             network_zone: None,
             network: None,
@@ -516,8 +579,18 @@ mod tests {
     }
 
     fn wanted(i: u32, desired: DesiredState, cmd: &str, generation: u64) -> (InstanceId, Wanted) {
+        sized(i, desired, cmd, generation, 32)
+    }
+
+    fn sized(
+        i: u32,
+        desired: DesiredState,
+        cmd: &str,
+        generation: u64,
+        memory_mib: u64,
+    ) -> (InstanceId, Wanted) {
         let id: InstanceId = format!("a/e/g/{i}").parse().unwrap();
-        let t = template(cmd);
+        let t = template(cmd, memory_mib);
         let a = Assignment {
             container: Container {
                 id: id.clone(),
@@ -579,9 +652,13 @@ mod tests {
     }
 
     /// A model engine: applies actions as a driver would (one container
-    /// per identity; create of an existing identity is a conflict).
+    /// per identity; create of an existing identity is a conflict), and
+    /// the agent's bookkeeping of their outcomes. `limits` holds each
+    /// container's memory limit as the engine applies it (labels keep the
+    /// creation spec, like Docker's).
     fn apply(
         engine: &mut BTreeMap<InstanceId, ContainerStatus>,
+        limits: &mut BTreeMap<InstanceId, u64>,
         trackers: &mut Trackers,
         actions: &[Action],
         now: UnixMillis,
@@ -589,6 +666,14 @@ mod tests {
         for a in actions {
             let t = trackers.get_mut(a.id()).unwrap();
             match a {
+                Action::Update { spec, hash } => {
+                    assert!(
+                        engine.contains_key(&spec.instance),
+                        "update of a missing container"
+                    );
+                    limits.insert(spec.instance.clone(), spec.resources.memory_bytes);
+                    t.live_hash = Some(hash.clone());
+                }
                 Action::Create { spec, start, .. } => {
                     assert!(
                         !engine.contains_key(&spec.instance),
@@ -601,6 +686,7 @@ mod tests {
                         RuntimeState::Created
                     };
                     engine.insert(spec.instance.clone(), status_of(spec, st));
+                    limits.insert(spec.instance.clone(), spec.resources.memory_bytes);
                     if *start {
                         t.started(now, None);
                     }
@@ -611,6 +697,7 @@ mod tests {
                         spec.instance.clone(),
                         status_of(spec, RuntimeState::Running),
                     );
+                    limits.insert(spec.instance.clone(), spec.resources.memory_bytes);
                     t.started(now, None);
                 }
                 Action::Start { id } => {
@@ -622,6 +709,7 @@ mod tests {
                 }
                 Action::Destroy { id, .. } => {
                     engine.remove(id);
+                    limits.remove(id);
                 }
             }
         }
@@ -675,6 +763,56 @@ mod tests {
     }
 
     #[test]
+    fn a_size_change_is_a_live_update_and_a_refused_one_recreates() {
+        let (id, w32) = sized(0, DesiredState::Running, "run", 0, 32);
+        let observed: BTreeMap<_, _> = [(
+            id.clone(),
+            status_of(w32.spec.as_ref().unwrap(), RuntimeState::Running),
+        )]
+        .into();
+        let (_, w64) = sized(0, DesiredState::Running, "run", 0, 64);
+        let hash64 = w64.hash.clone();
+        let at64: BTreeMap<_, _> = [(id.clone(), w64)].into();
+        let at32: BTreeMap<_, _> = [(id.clone(), w32)].into();
+        let mut trackers = Trackers::new();
+        assert!(plan(&at32, &observed, &mut trackers, &ctx(0)).is_empty());
+        let a = plan(&at64, &observed, &mut trackers, &ctx(0));
+        assert!(
+            matches!(a.as_slice(), [Action::Update { spec, hash }]
+                if *hash == hash64 && spec.resources.memory_bytes == 64 * MIB),
+            "{a:?}"
+        );
+        // Applied: the labels still say 32 MiB, the tracker knows better.
+        trackers.get_mut(&id).unwrap().live_hash = Some(hash64.clone());
+        assert!(plan(&at64, &observed, &mut trackers, &ctx(1)).is_empty());
+        // Back to the creation size: another live update, not "nothing".
+        let a = plan(&at32, &observed, &mut trackers, &ctx(2));
+        assert!(matches!(a.as_slice(), [Action::Update { .. }]), "{a:?}");
+        // The engine refused 64 MiB: the container is made again at 64.
+        let t = trackers.get_mut(&id).unwrap();
+        t.live_hash = None;
+        t.live_failed = Some(hash64);
+        let a = plan(&at64, &observed, &mut trackers, &ctx(3));
+        assert!(
+            matches!(a.as_slice(), [Action::Recreate { why, .. }] if why.contains("refused")),
+            "{a:?}"
+        );
+        assert!(
+            trackers[&id].live_failed.is_none(),
+            "a new container starts over"
+        );
+        // A size change together with another change recreates.
+        let (_, other) = sized(0, DesiredState::Running, "other", 0, 64);
+        let a = plan(
+            &[(id.clone(), other)].into(),
+            &observed,
+            &mut trackers,
+            &ctx(4),
+        );
+        assert!(matches!(a.as_slice(), [Action::Recreate { .. }]), "{a:?}");
+    }
+
+    #[test]
     fn exits_back_off_and_end_in_a_crash_loop() {
         let (id, w) = wanted(0, DesiredState::Running, "run", 0);
         let spec = w.spec.clone().unwrap();
@@ -719,22 +857,26 @@ mod tests {
         /// for one identity, and then plans nothing.
         #[test]
         fn converges_to_exactly_the_assignments(
-            wants in proptest::collection::btree_map(0u32..12, (arb_desired(), 0u64..2), 0..10),
-            present in proptest::collection::btree_map(0u32..12, (0u8..4, 0u64..3), 0..10),
+            wants in proptest::collection::btree_map(0u32..12, (arb_desired(), 0u64..2, prop_oneof![Just(32u64), Just(64)]), 0..10),
+            present in proptest::collection::btree_map(0u32..12, (0u8..4, 0u64..3, prop_oneof![Just(32u64), Just(64)]), 0..10),
         ) {
             let w: BTreeMap<_, _> = wants
                 .iter()
-                .map(|(i, (d, g))| wanted(*i, *d, "run", *g))
+                .map(|(i, (d, g, m))| sized(*i, *d, "run", *g, *m))
                 .collect();
             let mut engine: BTreeMap<InstanceId, ContainerStatus> = present
                 .iter()
-                .map(|(i, (state, g))| {
-                    let (id, w) = wanted(*i, DesiredState::Running, "run", *g);
+                .map(|(i, (state, g, m))| {
+                    let (id, w) = sized(*i, DesiredState::Running, "run", *g, *m);
                     let st = [RuntimeState::Running, RuntimeState::Exited, RuntimeState::Created, RuntimeState::Dead][*state as usize];
                     let mut s = status_of(w.spec.as_ref().unwrap(), st);
                     if st == RuntimeState::Exited { s.exit_code = Some(0); }
                     (id, s)
                 })
+                .collect();
+            let mut limits: BTreeMap<InstanceId, u64> = present
+                .iter()
+                .map(|(i, (_, _, m))| (sized(*i, DesiredState::Running, "run", 0, *m).0, *m * MIB))
                 .collect();
             let mut trackers = Trackers::new();
             for round in 0..3u64 {
@@ -745,7 +887,17 @@ mod tests {
                 if round == 2 {
                     prop_assert!(actions.is_empty(), "converged, yet planned {:?}", actions);
                 }
-                apply(&mut engine, &mut trackers, &actions, now);
+                for a in &actions {
+                    // A size change alone never costs the container.
+                    if let (Action::Recreate { .. }, Some(s)) = (a, engine.get(a.id())) {
+                        let want = &w[a.id()];
+                        let only_size = s.shape_hash() == Some(want.shape.as_str())
+                            && generation_of(s) == want.generation
+                            && !matches!(s.state, RuntimeState::Dead);
+                        prop_assert!(!only_size, "recreated {} for a size change", a.id());
+                    }
+                }
+                apply(&mut engine, &mut limits, &mut trackers, &actions, now);
             }
             for (id, want) in &w {
                 let have = engine.get(id);
@@ -754,7 +906,9 @@ mod tests {
                     DesiredState::Running => {
                         let s = have.expect("running one exists");
                         prop_assert!(s.state.is_running());
-                        prop_assert_eq!(s.spec_hash(), Some(want.hash.as_str()));
+                        let spec = want.spec.as_ref().unwrap();
+                        prop_assert_eq!(s.shape_hash(), Some(want.shape.as_str()));
+                        prop_assert_eq!(limits.get(id).copied(), Some(spec.resources.memory_bytes));
                         prop_assert_eq!(s.labels.get(labels::HOST).map(String::as_str), Some(HOST));
                     }
                     DesiredState::Stopped => prop_assert!(have.is_none_or(|s| !s.state.is_running())),

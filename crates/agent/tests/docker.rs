@@ -2,7 +2,8 @@
 //! by `scripts/build-test-image.sh`): three busybox httpd containers on a
 //! bridge network with static IPs and http health checks; one is killed with
 //! `docker kill` and restarted in place; a restarted agent adopts all three
-//! without creating any again.
+//! without creating any again; a resources-only change is applied live
+//! (same container, new cgroup limits).
 
 mod support;
 
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use jdos_agent::{Agent, AgentConfig, AgentStatus};
 use jdos_runtime::{BackoffPolicy, DockerConfig, DockerDriver, Driver, LabelFilter, RuntimeState};
-use jdos_types::resources::GIB;
+use jdos_types::resources::{GIB, MIB};
 use jdos_types::workload::{HealthCheck, Probe};
 use jdos_types::{ContainerPhase, Network, Resources};
 use support::*;
@@ -208,6 +209,45 @@ async fn agent_runs_restarts_and_adopts_busybox_httpd_on_docker() {
     let listed = d.list(&LabelFilter::host(HOST)).await.unwrap();
     assert_eq!(listed.len(), 3);
     assert!(listed.iter().all(|s| s.state == RuntimeState::Running));
+
+    // A resources-only change is applied live: same container, new limits.
+    let name = "jdos-agentdk-test-web-2.agentdk-h1";
+    let limits = || {
+        docker(&[
+            "inspect",
+            "-f",
+            "{{.Id}} {{.HostConfig.Memory}} {{.HostConfig.CpuShares}} {{.State.StartedAt}}",
+            name,
+        ])
+    };
+    let before = limits();
+    assert!(before.contains(&format!(" {} ", 32 * MIB)), "{before}");
+    server.with(|s| {
+        let a = s.items.get_mut(&ids[2]).unwrap();
+        a.container.resources = Resources::new(250, 48 * MIB);
+        a.template.resources = a.container.resources;
+        s.revision += 1;
+    });
+    let want_mem = (48 * MIB).to_string();
+    eventually(30, "memory limit updated live", || {
+        limits().split_whitespace().nth(1) == Some(want_mem.as_str())
+    })
+    .await;
+    let after: Vec<String> = limits().split_whitespace().map(str::to_string).collect();
+    let before: Vec<&str> = before.split_whitespace().collect();
+    assert_eq!(after[0], before[0], "same container id");
+    assert_eq!(after[0], first[name].0);
+    assert_ne!(after[2], before[2], "cpu shares too");
+    assert_eq!(after[3], before[3], "not restarted");
+    // It stays that way: no recreate on later passes.
+    let passes = status.borrow().passes;
+    wait_status(&mut status, 30, "more passes", |s| s.passes >= passes + 3).await;
+    assert_eq!(
+        inspect_all(),
+        first,
+        "nothing recreated after the live update"
+    );
+    assert_eq!(server.report(&ids[2]).map(|r| r.restarts), Some(0));
 
     // Deleting one through its assignment removes it.
     server.set_desired(&ids[0], jdos_types::container::DesiredState::Deleted);

@@ -33,6 +33,11 @@ pub const IP: &str = "jdos.ip";
 /// A hash of the whole [`ContainerSpec`](crate::ContainerSpec), so a
 /// reconciler can tell an up-to-date container from one to recreate.
 pub const SPEC_HASH: &str = "jdos.spec-hash";
+/// The same hash without the cpu and memory limits: a container whose shape
+/// hash matches its spec's needs only a live resource update, not a
+/// recreate (labels cannot change after creation, so this is how a
+/// reconciler tells the two apart).
+pub const SHAPE_HASH: &str = "jdos.shape-hash";
 /// On a Docker network: its VLAN id.
 pub const VLAN: &str = "jdos.vlan";
 

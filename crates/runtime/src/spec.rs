@@ -208,6 +208,7 @@ impl ContainerSpec {
             (labels::HOST, self.host.clone()),
             (labels::EPOCH, self.epoch.to_string()),
             (labels::SPEC_HASH, self.spec_hash()),
+            (labels::SHAPE_HASH, self.shape_hash()),
         ] {
             l.insert(k.to_string(), v);
         }
@@ -228,14 +229,21 @@ impl ContainerSpec {
         applied.host.clear();
         applied.epoch = 0;
         applied.health = None;
-        // serde_json keeps struct field order and BTreeMap order: stable.
-        let bytes = serde_json::to_vec(&applied).unwrap_or_default();
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in bytes {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        format!("{h:016x}")
+        fnv_json(&applied)
+    }
+
+    /// [`Self::spec_hash`] without the cpu and memory limits — what
+    /// [`Driver::update_resources`](crate::Driver::update_resources) can
+    /// change on a live container. Two specs with the same shape hash differ
+    /// at most in those limits.
+    pub fn shape_hash(&self) -> String {
+        let mut shape = self.clone();
+        shape.host.clear();
+        shape.epoch = 0;
+        shape.health = None;
+        shape.resources.cpu_millis = 0;
+        shape.resources.memory_bytes = 0;
+        fnv_json(&shape)
     }
 
     /// Checks everything that can be checked without the engine and reports
@@ -623,6 +631,18 @@ fn is_clean_abs_path(p: &str) -> bool {
         && !p.split('/').any(|c| c == ".." || c == ".")
 }
 
+/// A stable 64-bit FNV-1a hash (hex) of `v`'s JSON: serde_json keeps
+/// struct field order and BTreeMap order.
+fn fnv_json<T: Serialize>(v: &T) -> String {
+    let bytes = serde_json::to_vec(v).unwrap_or_default();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -692,6 +712,14 @@ mod tests {
         let mut c = spec();
         c.isolation.pids_limit = Some(1);
         assert_ne!(a.spec_hash(), c.spec_hash());
+        assert_ne!(a.shape_hash(), c.shape_hash());
+        let mut d = spec();
+        d.resources.memory_bytes *= 2;
+        d.resources.cpu_millis += 100;
+        assert_ne!(a.spec_hash(), d.spec_hash());
+        assert_eq!(a.shape_hash(), d.shape_hash(), "cpu and memory update live");
+        d.resources.disk.l0 += 1;
+        assert_ne!(a.shape_hash(), d.shape_hash(), "disk budgets do not");
     }
 
     #[test]

@@ -133,6 +133,14 @@ impl ContainerStatus {
             .get(crate::labels::SPEC_HASH)
             .map(String::as_str)
     }
+
+    /// The `jdos.shape-hash` label (absent on containers made before it
+    /// existed).
+    pub fn shape_hash(&self) -> Option<&str> {
+        self.labels
+            .get(crate::labels::SHAPE_HASH)
+            .map(String::as_str)
+    }
 }
 
 /// One sample of a container's usage counters (cumulative where the kernel
