@@ -98,6 +98,7 @@ fn assignments(n: usize, net: &Network) -> BTreeMap<InstanceId, Wanted> {
                 template: template.clone(),
                 network: Some(net.clone()),
                 generation: 0,
+                snapshot: None,
             };
             let w = Wanted::from_assignment(&a, HOST, &NetworkRealization::bridge());
             (id, w)

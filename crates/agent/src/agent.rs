@@ -667,6 +667,9 @@ impl Reconciler {
                     .and_then(|s| s.health.clone());
                 if let Some(t) = self.trackers.get_mut(&o.id) {
                     t.in_flight = false;
+                    if o.snapshot.is_some() {
+                        t.snapshot = o.snapshot;
+                    }
                     if let Some(hash) = o.updated_to {
                         if o.error.is_none() {
                             t.live_hash = Some(hash);

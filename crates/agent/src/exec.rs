@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use futures_util::StreamExt;
 use jdos_runtime::{DestroyOptions, Driver, DriverError, NetworkRealization};
+use jdos_types::agent::SnapshotReport;
 use jdos_types::{InstanceId, Network};
 use tokio::sync::{Mutex, Semaphore};
 use tracing::{debug, info, warn, Instrument};
@@ -28,6 +29,8 @@ pub struct Outcome {
     /// For a live update: the spec hash whose limits it applied (or tried
     /// to).
     pub updated_to: Option<String>,
+    /// For a commit: its outcome.
+    pub snapshot: Option<SnapshotReport>,
     /// The error, if it failed.
     pub error: Option<DriverError>,
     /// How long it took.
@@ -98,14 +101,28 @@ impl Executor {
             let (started, destroyed) = match &action {
                 Action::Create { start, .. } => (*start, false),
                 Action::Start { .. } | Action::Recreate { .. } => (true, false),
-                Action::Stop { .. } | Action::Update { .. } => (false, false),
+                Action::Stop { .. } | Action::Update { .. } | Action::Commit { .. } => {
+                    (false, false)
+                }
                 Action::Destroy { .. } => (false, true),
             };
             let updated_to = match &action {
                 Action::Update { hash, .. } => Some(hash.clone()),
                 _ => None,
             };
-            let result = self.apply(&action).await;
+            let (result, snapshot) = match &action {
+                Action::Commit { id, reference } => {
+                    info!(image = %reference, "committing");
+                    let r = self.driver.commit(id, reference).await;
+                    let report = SnapshotReport {
+                        reference: reference.clone(),
+                        image_id: r.as_ref().cloned().unwrap_or_default(),
+                        error: r.as_ref().err().map(|e| e.to_string()).unwrap_or_default(),
+                    };
+                    (r.map(|_| ()), Some(report))
+                }
+                _ => (self.apply(&action).await, None),
+            };
             let took = t.elapsed();
             match &result {
                 Ok(()) => debug!(took_ms = took.as_millis() as u64, "done"),
@@ -117,6 +134,7 @@ impl Executor {
                 started: started && result.is_ok(),
                 destroyed: destroyed && result.is_ok(),
                 updated_to,
+                snapshot,
                 error: result.err(),
                 took,
             }
@@ -168,6 +186,7 @@ impl Executor {
                 self.create(spec, network.as_ref()).await?;
                 d.start(&spec.instance).await
             }
+            Action::Commit { id, reference } => d.commit(id, reference).await.map(|_| ()),
             Action::Destroy { id, reason } => {
                 match reason {
                     DestroyReason::Deleted => info!("destroying: assignment says deleted"),

@@ -19,6 +19,10 @@
 //!   restarted in place after the [`RestartTracker`]'s back-off, until it
 //!   has failed `migrate_after` times in a row (crash loop: the server moves
 //!   it); a container that turned unhealthy counts as one failure;
+//! - a snapshot order ([`Assignment::snapshot`]) on an existing container
+//!   that matches its spec is carried out once per reference
+//!   ([`Action::Commit`]); the outcome stays in the tracker and is
+//!   reported while the order stands;
 //! - `stopped` is stopped (and left as it is otherwise);
 //! - in [`PlanMode::Fenced`] every running container is killed and nothing
 //!   starts; in [`PlanMode::Hold`] nothing is done at all (the assignments
@@ -32,7 +36,7 @@ use jdos_runtime::{
     BackoffPolicy, ContainerSpec, ContainerStatus, HealthStatus, HealthTracker, NetworkRealization,
     RestartDecision, RestartTracker, RuntimeState,
 };
-use jdos_types::agent::Assignment;
+use jdos_types::agent::{Assignment, SnapshotReport};
 use jdos_types::container::DesiredState;
 use jdos_types::{InstanceId, Network, UnixMillis};
 
@@ -59,6 +63,8 @@ pub struct Wanted {
     /// The spec's hash without cpu and memory limits (empty when there is
     /// no spec).
     pub shape: String,
+    /// Commit the container to this image reference.
+    pub snapshot: Option<String>,
 }
 
 impl Wanted {
@@ -92,6 +98,7 @@ impl Wanted {
             network: a.network.clone(),
             hash,
             shape,
+            snapshot: a.snapshot.clone(),
         }
     }
 }
@@ -138,6 +145,10 @@ pub struct Tracker {
     pub live_hash: Option<String>,
     /// A live update to this spec hash was refused: recreate instead.
     pub live_failed: Option<String>,
+    /// The last snapshot order carried out and its outcome: not carried out
+    /// again for the same reference (an agent restart forgets it; a second
+    /// commit only points the same tag at a fresher snapshot).
+    pub snapshot: Option<SnapshotReport>,
 }
 
 impl Tracker {
@@ -155,6 +166,7 @@ impl Tracker {
             message: String::new(),
             live_hash: None,
             live_failed: None,
+            snapshot: None,
         }
     }
 
@@ -189,11 +201,14 @@ impl Tracker {
         self.message.clear();
     }
 
-    /// Forgets failures: a new spec or generation starts over.
+    /// Forgets failures: a new spec or generation starts over (a snapshot
+    /// taken stays taken).
     pub fn reset(&mut self, policy: BackoffPolicy) {
         let run = self.run;
+        let snapshot = self.snapshot.take();
         *self = Tracker::new(policy);
         self.run = run;
+        self.snapshot = snapshot;
     }
 }
 
@@ -292,6 +307,13 @@ pub enum Action {
         /// What differed.
         why: String,
     },
+    /// Commit the container's filesystem to an image.
+    Commit {
+        /// Which.
+        id: InstanceId,
+        /// The image reference (`repo:tag`).
+        reference: String,
+    },
     /// Remove the container and its data.
     Destroy {
         /// Which.
@@ -308,7 +330,10 @@ impl Action {
             Action::Create { spec, .. }
             | Action::Recreate { spec, .. }
             | Action::Update { spec, .. } => &spec.instance,
-            Action::Start { id } | Action::Stop { id, .. } | Action::Destroy { id, .. } => id,
+            Action::Start { id }
+            | Action::Stop { id, .. }
+            | Action::Commit { id, .. }
+            | Action::Destroy { id, .. } => id,
         }
     }
 
@@ -320,6 +345,7 @@ impl Action {
             Action::Stop { .. } => "stop",
             Action::Recreate { .. } => "recreate",
             Action::Update { .. } => "update",
+            Action::Commit { .. } => "commit",
             Action::Destroy { .. } => "destroy",
         }
     }
@@ -498,6 +524,17 @@ pub fn plan(
                 continue;
             }
         }
+        if let Some(reference) = w
+            .snapshot
+            .as_ref()
+            .filter(|r| t.snapshot.as_ref().is_none_or(|s| &s.reference != *r))
+        {
+            actions.push(Action::Commit {
+                id: id.clone(),
+                reference: reference.clone(),
+            });
+            continue;
+        }
         if running {
             if !t.was_running {
                 // Adopted (found running after an agent restart) or started
@@ -611,6 +648,7 @@ mod tests {
             template: t,
             network: None,
             generation,
+            snapshot: None,
         };
         (
             id,
@@ -711,6 +749,13 @@ mod tests {
                     engine.remove(id);
                     limits.remove(id);
                 }
+                Action::Commit { reference, .. } => {
+                    t.snapshot = Some(SnapshotReport {
+                        reference: reference.clone(),
+                        image_id: "sha256:x".into(),
+                        error: String::new(),
+                    });
+                }
             }
         }
     }
@@ -810,6 +855,36 @@ mod tests {
             &ctx(4),
         );
         assert!(matches!(a.as_slice(), [Action::Recreate { .. }]), "{a:?}");
+    }
+
+    #[test]
+    fn a_snapshot_order_is_committed_once_per_reference() {
+        let (id, mut w) = wanted(0, DesiredState::Running, "run", 0);
+        let observed: BTreeMap<_, _> = [(
+            id.clone(),
+            status_of(w.spec.as_ref().unwrap(), RuntimeState::Running),
+        )]
+        .into();
+        w.snapshot = Some("jdos-snapshot/a-g:t1".into());
+        let mut wm: BTreeMap<_, _> = [(id.clone(), w)].into();
+        let mut trackers = Trackers::new();
+        let a = plan(&wm, &observed, &mut trackers, &ctx(0));
+        assert!(
+            matches!(a.as_slice(), [Action::Commit { reference, .. }] if reference == "jdos-snapshot/a-g:t1"),
+            "{a:?}"
+        );
+        trackers.get_mut(&id).unwrap().snapshot = Some(SnapshotReport {
+            reference: "jdos-snapshot/a-g:t1".into(),
+            image_id: "sha256:1".into(),
+            error: String::new(),
+        });
+        assert!(plan(&wm, &observed, &mut trackers, &ctx(1)).is_empty());
+        wm.get_mut(&id).unwrap().snapshot = Some("jdos-snapshot/a-g:t2".into());
+        let a = plan(&wm, &observed, &mut trackers, &ctx(2));
+        assert!(matches!(a.as_slice(), [Action::Commit { .. }]), "{a:?}");
+        // No container, no commit: it is created first.
+        let a = plan(&wm, &BTreeMap::new(), &mut trackers, &ctx(3));
+        assert!(matches!(a.as_slice(), [Action::Create { .. }]), "{a:?}");
     }
 
     #[test]

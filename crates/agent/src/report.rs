@@ -27,6 +27,12 @@ pub fn report(
         epoch: 0,
         generation: 0,
         message: tracker.map(|t| t.message.clone()).unwrap_or_default(),
+        // While the order stands: the server keeps the outcome, then
+        // withdraws the order.
+        snapshot: tracker
+            .and_then(|t| t.snapshot.as_ref())
+            .filter(|s| wanted.snapshot.as_deref() == Some(s.reference.as_str()))
+            .cloned(),
     };
     match observed {
         None => {
@@ -155,6 +161,7 @@ mod tests {
             epoch: 0,
             generation: 0,
             message: String::new(),
+            snapshot: None,
         }
     }
 

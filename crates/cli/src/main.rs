@@ -54,6 +54,9 @@ pub enum Command {
     Net(cmd::net::Args),
     /// Cordon a host and move its containers elsewhere with their IPs.
     Drain(cmd::drain::Args),
+    /// Commit a running container of a group to an image and scale out with clones of it.
+    #[command(name = "snapshot-scale")]
+    SnapshotScale(cmd::snapshot_scale::Args),
     /// Failure handling: status of the controller and its brakes, resume.
     Failover(cmd::failover::Args),
     /// The autoscaling controller's last decision per group.
@@ -97,6 +100,7 @@ fn main() -> std::process::ExitCode {
         Command::Completions(a) => cmd::completions::run(a),
         Command::Net(a) => cmd::block_on(cmd::net::run(a, g)),
         Command::Drain(a) => cmd::block_on(cmd::drain::run(a, g)),
+        Command::SnapshotScale(a) => cmd::block_on(cmd::snapshot_scale::run(a, g)),
         Command::Failover(a) => cmd::block_on(cmd::failover::run(a, g)),
         Command::Autoscale(a) => cmd::block_on(cmd::autoscale::run(a, g)),
         Command::AutoscaleSim(a) => cmd::autoscale_sim::run(a),

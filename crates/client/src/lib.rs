@@ -28,6 +28,7 @@ mod hosts;
 mod metrics;
 mod networks;
 mod query;
+mod snapshot;
 mod tokens;
 
 use std::time::Duration;

@@ -218,6 +218,7 @@ async fn a_lost_host_is_fenced_and_its_containers_move_with_their_ips() {
             epoch: 0,
             generation: 0,
             message: String::new(),
+            snapshot: None,
         })
         .collect();
     let out = fx.st.platform().apply_reports("h0", &stale).await.unwrap();

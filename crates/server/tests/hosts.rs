@@ -102,6 +102,7 @@ async fn register_reregister_cordon_uncordon_delete() {
         template: Default::default(),
         network: None,
         generation: 0,
+        snapshot: None,
     };
     store
         .put(

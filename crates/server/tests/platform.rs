@@ -370,6 +370,7 @@ async fn finalize_waits_for_gone_then_frees_everything() {
         epoch: c.host_epoch + 7,
         generation: 0,
         message: String::new(),
+        snapshot: None,
     };
     let out = fx
         .st
@@ -469,6 +470,7 @@ async fn reports_update_records_and_wait_phase_sees_them() {
             epoch: c.host_epoch,
             generation: 0,
             message: String::new(),
+            snapshot: None,
         };
         let out = fx
             .st

@@ -33,6 +33,12 @@ pub struct Assignment {
     /// change (rolling restart).
     #[serde(default)]
     pub generation: u64,
+    /// Commit the running container to this image reference (`repo:tag`,
+    /// snapshot scale-out). The agent commits once per reference and
+    /// reports the outcome in [`ContainerReport::snapshot`] while the order
+    /// stands; the server removes the order once it has the outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
 }
 
 impl Assignment {
@@ -96,6 +102,23 @@ pub struct ContainerReport {
     /// Why it is not running, or the health check's last failure.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// The outcome of the assignment's snapshot order, once carried out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotReport>,
+}
+
+/// What came of a snapshot order: the value at [`crate::keys::snapshot`]
+/// once the server has it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotReport {
+    /// The image reference committed to.
+    pub reference: String,
+    /// The engine's image id (empty on failure).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub image_id: String,
+    /// Why the commit failed (empty on success).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
 }
 
 /// `POST /api/v1/agents/{host}/heartbeat`.

@@ -123,3 +123,23 @@ pub struct EventHead {
     /// The newest event's sequence number (0 when there is none).
     pub seq: u64,
 }
+
+/// Body of `POST /api/v1/groups/{app}/{env}/{group}/snapshot-scale`: commit
+/// a running container of the group to an image and scale out with clones
+/// of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotScaleRequest {
+    /// Target replicas (more than the group has).
+    pub replicas: u32,
+    /// Index of the container to snapshot (default: the lowest-indexed
+    /// running one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_index: Option<u32>,
+    /// Place clones on any host, not only the source's: every engine must
+    /// have the image (one shared engine, or pushed to a registry).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub any_host: bool,
+    /// Seconds to wait for the commit and for the clones (default 300 each).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+}

@@ -75,6 +75,11 @@ pub struct Placement {
     pub required_labels: BTreeMap<String, String>,
 }
 
+/// A host label every host carries implicitly, valued with its name: a
+/// group requiring it is pinned to that host (snapshot clones, whose image
+/// exists only in the source host's engine).
+pub const HOST_LABEL: &str = "jdos.io/host";
+
 /// What each container of a group runs and needs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerTemplate {

@@ -150,6 +150,15 @@ pub fn alert(fingerprint: &str) -> String {
     format!("{ALERTS}{fingerprint}")
 }
 
+/// Prefix of snapshot outcomes, by image reference.
+pub const SNAPSHOTS: &str = "/jdos/snapshots/";
+
+/// The outcome of the snapshot to image `reference`
+/// ([`crate::agent::SnapshotReport`]).
+pub fn snapshot(reference: &str) -> String {
+    format!("{SNAPSHOTS}{reference}")
+}
+
 /// Failover state (mass-failure brakes per datacenter): `/jdos/failover/…`.
 pub const FAILOVER: &str = "/jdos/failover/";
 

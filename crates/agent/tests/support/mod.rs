@@ -286,6 +286,7 @@ pub fn assignment(
         template: t.clone(),
         network: Some(net.clone()),
         generation: 0,
+        snapshot: None,
     }
 }
 

@@ -22,6 +22,7 @@ pub mod net;
 pub mod server;
 pub mod silence;
 pub mod sim;
+pub mod snapshot_scale;
 pub mod top;
 pub mod whoami;
 

@@ -542,6 +542,7 @@ impl Documented for Heartbeat {
                 epoch: 1,
                 generation: 0,
                 message: "health check passed".into(),
+                snapshot: None,
             }],
             full: false,
             sent_at_ms: 1_700_000_000_000,
@@ -603,6 +604,7 @@ impl Documented for AssignmentList {
                 },
                 network: None,
                 generation: 0,
+                snapshot: None,
             }],
         }
     }

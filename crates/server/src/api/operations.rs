@@ -1,10 +1,11 @@
 //! Operations on groups and apps, each answered with the task that carries
 //! it out (`202 Accepted`; follow it with `GET /api/v1/tasks/{id}`):
-//! scale, batch scale, resize, migrate, rollout, delete.
+//! scale, snapshot scale-out, batch scale, resize, migrate, rollout, delete.
 
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
 use axum::Json;
+use jdos_types::api::SnapshotScaleRequest;
 use jdos_types::group::ContainerTemplate;
 use jdos_types::{keys, App, Group, GroupKey, Role, Task};
 use jdos_workflow::NewTask;
@@ -19,7 +20,7 @@ use crate::kv;
 use crate::openapi::Documented;
 use crate::ops::{
     BatchScaleParams, DeleteAppParams, DeleteGroupParams, MigrateParams, ReplicaChange,
-    ResizeParams, RollingParams, ScaleParams, Selector,
+    ResizeParams, RollingParams, ScaleParams, Selector, SnapshotScaleParams,
 };
 use crate::state::AppState;
 
@@ -33,6 +34,18 @@ pub fn routes() -> Vec<Route> {
             .accepts::<ScaleRequest>()
             .returns::<Task>()
             .status(202),
+        Route::new(
+            Method::POST,
+            "/api/v1/groups/{app}/{env}/{group}/snapshot-scale",
+            snapshot_scale_handler,
+        )
+        .doc(
+            "operations",
+            "Commit a running container of a group to an image and scale out with clones of it (a snapshot_scale task)",
+        )
+        .accepts::<SnapshotScaleRequest>()
+        .returns::<Task>()
+        .status(202),
         Route::new(Method::POST, "/api/v1/groups/{app}/{env}/{group}/resize", resize_handler)
             .doc(
                 "operations",
@@ -205,6 +218,28 @@ async fn scale_handler(
     .await
 }
 
+async fn snapshot_scale_handler(
+    State(st): State<AppState>,
+    caller: Caller,
+    ApiPath((app, env, group)): ApiPath<(String, String, String)>,
+    ApiJson(body): ApiJson<SnapshotScaleRequest>,
+) -> Result<(StatusCode, Json<Task>), HttpError> {
+    let key = GroupKey::new(&app, &env, &group);
+    st.audited(draft(&st, &caller, "group.snapshot_scale", &key), async {
+        let p = SnapshotScaleParams {
+            group: key.clone(),
+            replicas: body.replicas,
+            source_index: body.source_index,
+            any_host: body.any_host,
+            timeout_secs: body.timeout_secs,
+        };
+        p.validate()?;
+        let (_, dept) = group_in_scope(&st, &caller, &key).await?;
+        submit(&st, p.task(&caller.name), Some(dept)).await
+    })
+    .await
+}
+
 async fn resize_handler(
     State(st): State<AppState>,
     caller: Caller,
@@ -344,6 +379,20 @@ impl Documented for ScaleRequest {
     fn sample() -> Self {
         ScaleRequest {
             replicas: 40,
+            timeout_secs: Some(300),
+        }
+    }
+}
+
+impl Documented for SnapshotScaleRequest {
+    fn schema_name() -> String {
+        "SnapshotScaleRequest".into()
+    }
+    fn sample() -> Self {
+        SnapshotScaleRequest {
+            replicas: 12,
+            source_index: Some(0),
+            any_host: false,
             timeout_secs: Some(300),
         }
     }

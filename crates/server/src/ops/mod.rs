@@ -1,5 +1,5 @@
 //! The application operations as workflow tasks: `deploy`, `scale`,
-//! `batch_scale`, `resize`, `migrate`, `rolling`, `delete_group`,
+//! `snapshot_scale`, `batch_scale`, `resize`, `migrate`, `rolling`, `delete_group`,
 //! `delete_app`, each an [`Operation`] of named, convergent steps over the
 //! platform layer ([`crate::platform::Platform`]) and the hooks executor.
 //!
@@ -24,6 +24,7 @@ pub mod params;
 mod resize;
 mod rolling;
 mod scale;
+mod snapshot;
 
 use std::sync::Arc;
 
@@ -36,13 +37,15 @@ use crate::state::{AppState, WeakState};
 
 pub use params::{
     BatchScaleParams, DeleteAppParams, DeleteGroupParams, DeployParams, MigrateParams,
-    ReplicaChange, ResizeParams, RollingParams, ScaleParams, Selector,
+    ReplicaChange, ResizeParams, RollingParams, ScaleParams, Selector, SnapshotScaleParams,
 };
 
 /// Kind of the deploy task.
 pub const DEPLOY: &str = "deploy";
 /// Kind of the scale task.
 pub const SCALE: &str = "scale";
+/// Kind of the snapshot scale-out task.
+pub const SNAPSHOT_SCALE: &str = "snapshot_scale";
 /// Kind of the batch scale task.
 pub const BATCH_SCALE: &str = "batch_scale";
 /// Kind of the resize task.
@@ -95,6 +98,7 @@ pub fn register(engine: &mut Engine, cx: &OpsContext) {
     engine.register(Arc::new(scale::ScaleOp::deploy(cx.clone())));
     engine.register(Arc::new(scale::ScaleOp::scale(cx.clone())));
     engine.register(Arc::new(batch::BatchScaleOp::new(cx.clone())));
+    engine.register(Arc::new(snapshot::SnapshotScaleOp::new(cx.clone())));
     engine.register(Arc::new(resize::ResizeOp::new(cx.clone())));
     engine.register(Arc::new(migrate::MigrateOp::new(cx.clone())));
     engine.register(Arc::new(rolling::RollingOp::new(cx.clone())));

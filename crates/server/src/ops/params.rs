@@ -34,6 +34,29 @@ pub struct ScaleParams {
     pub timeout_secs: Option<u64>,
 }
 
+/// `snapshot_scale`: commit a running container of a group to an image and
+/// scale the group out to `replicas` with clones made from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotScaleParams {
+    /// The group.
+    pub group: GroupKey,
+    /// Target replicas (absolute; more than the group has live).
+    pub replicas: u32,
+    /// Index of the container to snapshot (default: the lowest-indexed
+    /// running one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_index: Option<u32>,
+    /// Place clones on any host, not only the source's: every target
+    /// engine must then have the image (one shared engine, or the snapshot
+    /// pushed to a registry they pull from).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub any_host: bool,
+    /// Seconds to wait for the commit and for the clones to run (default
+    /// 300 each).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+}
+
 /// A change of replicas for batch scaling: `N`, `+N`, `-N`, `+P%`, `-P%`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplicaChange {
@@ -381,6 +404,34 @@ impl ScaleParams {
     pub fn task(&self, actor: &str) -> NewTask {
         task(
             super::SCALE,
+            &self.group.app,
+            group_object(&self.group),
+            actor,
+            self,
+        )
+    }
+}
+
+impl SnapshotScaleParams {
+    /// Checks the target (whether it adds containers is known only when
+    /// the task runs, under the app's mutex).
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut e = ValidationErrors::new();
+        if self.replicas == 0 || self.replicas > MAX_REPLICAS {
+            e.add(
+                "replicas",
+                "out_of_range",
+                format!("replicas must be 1-{MAX_REPLICAS}: a snapshot scale-out adds containers"),
+            );
+        }
+        check_timeout(&mut e, self.timeout_secs);
+        e.into_result()
+    }
+
+    /// The task.
+    pub fn task(&self, actor: &str) -> NewTask {
+        task(
+            super::SNAPSHOT_SCALE,
             &self.group.app,
             group_object(&self.group),
             actor,

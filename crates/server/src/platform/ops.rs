@@ -171,6 +171,8 @@ impl Platform {
                     template: group.template.clone(),
                     network,
                     generation,
+                    // A pending snapshot order survives a republish.
+                    snapshot: current.as_ref().and_then(|(a, _)| a.snapshot.clone()),
                 };
                 let unchanged = current.as_ref().is_some_and(|(a, _)| same_order(a, &order));
                 if unchanged && !record_changed {

@@ -143,6 +143,7 @@ impl<'a> PlatformPlanner<'a> {
                         template: order.template.clone(),
                         network: order.network.clone(),
                         generation: order.generation,
+                        snapshot: None,
                     };
                     plan.compares
                         .push(Compare::mod_revision(old_key.clone(), *rev));

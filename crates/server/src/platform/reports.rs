@@ -1,7 +1,7 @@
 //! Agent reports applied to container records.
 
 use jdos_store::{json, Compare, TxnOp};
-use jdos_types::agent::ContainerReport;
+use jdos_types::agent::{Assignment, ContainerReport, SnapshotReport};
 use jdos_types::container::DesiredState;
 use jdos_types::{keys, Container, ContainerPhase};
 
@@ -36,6 +36,12 @@ impl Platform {
     ) -> Result<ReportOutcome> {
         if reports.is_empty() {
             return Ok(ReportOutcome::default());
+        }
+        for (r, s) in reports
+            .iter()
+            .filter_map(|r| r.snapshot.as_ref().map(|s| (r, s)))
+        {
+            self.record_snapshot(host, r, s).await?;
         }
         for _ in 0..MAX_REPLANS {
             let mut out = ReportOutcome::default();
@@ -116,5 +122,48 @@ impl Platform {
         Err(PlatformError::Contention(format!(
             "applying reports of {host}"
         )))
+    }
+
+    /// Keeps the outcome of a snapshot order at [`keys::snapshot`] — once,
+    /// and only while `host`'s work order for the container asks for that
+    /// reference (an agent cannot write outcomes nobody ordered).
+    async fn record_snapshot(
+        &self,
+        host: &str,
+        r: &ContainerReport,
+        s: &SnapshotReport,
+    ) -> Result<()> {
+        let key = keys::snapshot(&s.reference);
+        if self.store.get(&key).await?.is_some() {
+            return Ok(());
+        }
+        let Some(kv) = self.store.get(&keys::assignment(host, &r.id)).await? else {
+            return Ok(());
+        };
+        let order: Assignment = json::decode(&kv)?;
+        if order.snapshot.as_deref() != Some(s.reference.as_str()) {
+            return Ok(());
+        }
+        let mut event = EventDraft::new(
+            &format!("agent:{host}"),
+            "container.snapshot",
+            "container",
+            &r.id.to_string(),
+        );
+        event.app = Some(r.id.app.clone());
+        let event = if s.error.is_empty() {
+            event.message(format!("committed to {} ({})", s.reference, s.image_id))
+        } else {
+            event.failed(format!("commit to {} failed: {}", s.reference, s.error))
+        };
+        // Absent (revision 0) when compared: a concurrent heartbeat with
+        // the same outcome loses harmlessly.
+        self.commit(
+            vec![Compare::mod_revision(key.as_str(), 0)],
+            vec![TxnOp::put(key.as_str(), json::encode(s)?)],
+            event,
+        )
+        .await?;
+        Ok(())
     }
 }

@@ -16,7 +16,7 @@ use jdos_server::hooks::HookExecutor;
 use jdos_server::ops::{self, OpsContext};
 use jdos_server::{AppState, Platform};
 use jdos_store::{json, MemoryStore, Store};
-use jdos_types::agent::{Assignment, ContainerReport};
+use jdos_types::agent::{Assignment, ContainerReport, SnapshotReport};
 use jdos_types::container::DesiredState;
 use jdos_types::group::ContainerTemplate;
 use jdos_types::resources::GIB;
@@ -301,6 +301,7 @@ impl Agents {
                 live_updates: live_updates.clone(),
                 creates: creates.clone(),
                 hold_running: hold_running.clone(),
+                snapshots: HashMap::new(),
             };
             handles.push(tokio::spawn(agent.run(rx.clone())));
         }
@@ -339,6 +340,8 @@ struct FakeAgent {
     live_updates: Arc<AtomicU64>,
     creates: Arc<AtomicU64>,
     hold_running: Arc<AtomicBool>,
+    // Snapshot orders carried out, as the real agent remembers them.
+    snapshots: HashMap<InstanceId, SnapshotReport>,
 }
 
 impl FakeAgent {
@@ -420,6 +423,22 @@ impl FakeAgent {
                             acted = true;
                         }
                     }
+                    if let Some(reference) = o
+                        .snapshot
+                        .as_ref()
+                        .filter(|r| self.snapshots.get(&id).map(|s| &s.reference) != Some(*r))
+                    {
+                        let done = self.driver.commit(&id, reference).await;
+                        self.snapshots.insert(
+                            id.clone(),
+                            SnapshotReport {
+                                reference: reference.clone(),
+                                image_id: done.as_ref().cloned().unwrap_or_default(),
+                                error: done.err().map(|e| e.to_string()).unwrap_or_default(),
+                            },
+                        );
+                        acted = true;
+                    }
                     if self.hold_running.load(Ordering::SeqCst) {
                         (ContainerPhase::Starting, false)
                     } else {
@@ -436,6 +455,11 @@ impl FakeAgent {
                 epoch: o.container.host_epoch,
                 generation: o.generation,
                 message: String::new(),
+                snapshot: self
+                    .snapshots
+                    .get(&id)
+                    .filter(|s| o.snapshot.as_ref() == Some(&s.reference))
+                    .cloned(),
             };
             if acted || self.last.get(&id) != Some(&r) {
                 self.last.insert(id, r.clone());

@@ -1,0 +1,37 @@
+//! Snapshot scale-out and the tasks operations answer with.
+
+use jdos_types::api::SnapshotScaleRequest;
+use jdos_types::{GroupKey, Task};
+use reqwest::Method;
+
+use crate::{seg, Client, ClientError};
+
+impl Client {
+    /// `POST /api/v1/groups/{app}/{env}/{group}/snapshot-scale`: commits a
+    /// running container of the group to an image and scales the group out
+    /// to `req.replicas` with clones of it. Answers the task (`202`);
+    /// follow it with [`Client::get_task`].
+    pub async fn snapshot_scale(
+        &self,
+        group: &GroupKey,
+        req: &SnapshotScaleRequest,
+    ) -> Result<Task, ClientError> {
+        self.send_json(
+            Method::POST,
+            &format!(
+                "/api/v1/groups/{}/{}/{}/snapshot-scale",
+                seg(&group.app),
+                seg(&group.env),
+                seg(&group.group)
+            ),
+            req,
+        )
+        .await
+    }
+
+    /// `GET /api/v1/tasks/{id}`: a task with its steps.
+    pub async fn get_task(&self, id: &str) -> Result<Task, ClientError> {
+        self.get_json(&format!("/api/v1/tasks/{}", seg(id)), &())
+            .await
+    }
+}
