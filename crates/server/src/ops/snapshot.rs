@@ -124,13 +124,6 @@ fn clone_group(g: &Group, p: &SnapshotScaleParams, data: &SnapshotData) -> Group
     g
 }
 
-fn invalid(e: impl std::fmt::Display) -> WorkflowError {
-    WorkflowError::Invalid {
-        field: "params".into(),
-        message: format!("snapshot_scale: {e}"),
-    }
-}
-
 /// Sets (`Some`) or clears (`None`) the snapshot order on `src`'s work
 /// order; `false` when the order changed meanwhile (re-read). A missing
 /// work order is an error only when setting.
@@ -333,9 +326,7 @@ impl Operation for SnapshotScaleOp {
     }
 
     fn steps(&self, task: &Task) -> Result<Vec<String>, WorkflowError> {
-        let p: SnapshotScaleParams =
-            serde_json::from_value(task.params.clone()).map_err(invalid)?;
-        p.validate().map_err(invalid)?;
+        common::checked_params(self.kind(), task, SnapshotScaleParams::validate)?;
         Ok(STEPS.iter().map(|s| s.to_string()).collect())
     }
 
