@@ -10,7 +10,6 @@
 //! Webhooks may be called more than once for one container (a retried step,
 //! a resumed task), so their receivers must be idempotent.
 
-use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,14 +21,9 @@ use serde::{Deserialize, Serialize};
 use crate::events::EventDraft;
 use crate::state::AppState;
 
-/// Built-in hook actions this server knows. A spec naming another one is
-/// refused at apply time by [`validate_hooks`].
-pub const BUILTINS: &[&str] = &["log", "noop"];
-
-/// Longest per-attempt timeout a hook may ask for, in ms.
-pub const MAX_HOOK_TIMEOUT_MS: u64 = 60_000;
-/// Most retries a hook may ask for.
-pub const MAX_HOOK_RETRIES: u32 = 10;
+/// Built-in hook actions this server knows; the limits of a hook. A spec
+/// breaking them is refused when it is written ([`Hooks::check`]).
+pub use jdos_types::group::{BUILTIN_HOOKS as BUILTINS, MAX_HOOK_RETRIES, MAX_HOOK_TIMEOUT_MS};
 
 /// When a hook runs in a container's life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -69,121 +63,13 @@ impl std::fmt::Display for HookPhase {
     }
 }
 
-/// Checks every hook of a template: names present and unique within their
-/// phase, webhook URLs `http://host[:port]/…`, methods and header names
-/// valid, built-ins known, timeouts and retries in range. `prefix` is the
+/// Checks every hook of a template ([`Hooks::check`]); `prefix` is the
 /// dotted path of the hooks in the input (e.g. `groups[0].template.hooks`),
 /// so each error names its offending field.
 pub fn validate_hooks(prefix: &str, hooks: &Hooks) -> Result<(), ValidationErrors> {
     let mut e = ValidationErrors::new();
-    for phase in [
-        HookPhase::PreStart,
-        HookPhase::PostStart,
-        HookPhase::PreStop,
-    ] {
-        let mut names = HashSet::new();
-        for (i, h) in phase.of(hooks).iter().enumerate() {
-            let at = format!("{prefix}.{}[{i}]", phase.as_str());
-            validate_hook(&mut e, &at, h);
-            if !h.name.is_empty() && !names.insert(h.name.as_str()) {
-                e.add(
-                    format!("{at}.name"),
-                    "duplicate",
-                    format!(
-                        "hook name {:?} is used twice in {}: names must be unique within a phase",
-                        h.name,
-                        phase.as_str()
-                    ),
-                );
-            }
-        }
-    }
+    hooks.check(&mut e, prefix);
     e.into_result()
-}
-
-fn validate_hook(e: &mut ValidationErrors, at: &str, h: &Hook) {
-    if h.name.trim().is_empty() {
-        e.add(format!("{at}.name"), "required", "a hook needs a name");
-    } else if h.name.len() > 63 || h.name.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        e.add(
-            format!("{at}.name"),
-            "invalid_name",
-            "a hook name is at most 63 characters, without spaces",
-        );
-    }
-    if h.timeout_ms == 0 || h.timeout_ms > MAX_HOOK_TIMEOUT_MS {
-        e.add(
-            format!("{at}.timeout_ms"),
-            "out_of_range",
-            format!("timeout_ms must be 1-{MAX_HOOK_TIMEOUT_MS}"),
-        );
-    }
-    if h.retries > MAX_HOOK_RETRIES {
-        e.add(
-            format!("{at}.retries"),
-            "out_of_range",
-            format!("retries must be at most {MAX_HOOK_RETRIES}"),
-        );
-    }
-    match &h.action {
-        HookAction::Webhook {
-            url,
-            method,
-            headers,
-        } => {
-            match reqwest::Url::parse(url) {
-                Ok(u) if u.scheme() == "http" && u.host_str().is_some_and(|h| !h.is_empty()) => {}
-                Ok(u) if u.scheme() != "http" => e.add(
-                    format!("{at}.url"),
-                    "invalid_url",
-                    format!(
-                        "webhook URLs must be http:// (got {}://): this server has no TLS client",
-                        u.scheme()
-                    ),
-                ),
-                Ok(_) => e.add(format!("{at}.url"), "invalid_url", "the URL has no host"),
-                Err(err) => e.add(
-                    format!("{at}.url"),
-                    "invalid_url",
-                    format!("{url:?} is not a URL: {err}"),
-                ),
-            }
-            if reqwest::Method::from_bytes(method.as_bytes()).is_err() || method.is_empty() {
-                e.add(
-                    format!("{at}.method"),
-                    "invalid_method",
-                    format!("{method:?} is not an HTTP method"),
-                );
-            }
-            for (k, v) in headers {
-                if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err() {
-                    e.add(
-                        format!("{at}.headers.{k}"),
-                        "invalid_header",
-                        format!("{k:?} is not a valid header name"),
-                    );
-                } else if reqwest::header::HeaderValue::from_str(v).is_err() {
-                    e.add(
-                        format!("{at}.headers.{k}"),
-                        "invalid_header",
-                        "header values must be visible ASCII",
-                    );
-                }
-            }
-        }
-        HookAction::Builtin { builtin, .. } => {
-            if !BUILTINS.contains(&builtin.as_str()) {
-                e.add(
-                    format!("{at}.builtin"),
-                    "unknown_builtin",
-                    format!(
-                        "unknown built-in hook {builtin:?}: this server knows {}",
-                        BUILTINS.join(", ")
-                    ),
-                );
-            }
-        }
-    }
 }
 
 /// The JSON body a webhook receives.

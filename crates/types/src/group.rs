@@ -136,11 +136,169 @@ pub struct Hooks {
     pub pre_stop: Vec<Hook>,
 }
 
+/// Built-in hooks the platform runs itself.
+pub const BUILTIN_HOOKS: &[&str] = &["log", "noop"];
+/// Longest time one hook attempt may take.
+pub const MAX_HOOK_TIMEOUT_MS: u64 = 60_000;
+/// Most retries of one hook.
+pub const MAX_HOOK_RETRIES: u32 = 10;
+
 impl Hooks {
     /// True when no hook is set.
     pub fn is_empty(&self) -> bool {
         self.pre_start.is_empty() && self.post_start.is_empty() && self.pre_stop.is_empty()
     }
+
+    /// The phases with their names, in the order they run.
+    pub fn phases(&self) -> [(&'static str, &[Hook]); 3] {
+        [
+            ("pre_start", &self.pre_start),
+            ("post_start", &self.post_start),
+            ("pre_stop", &self.pre_stop),
+        ]
+    }
+
+    /// Adds to `e` every problem of these hooks, each under its field below
+    /// `at` (e.g. `groups[0].template.hooks.pre_start[1].url`): names present
+    /// and unique within their phase, webhook URLs `http://host[:port]/…`
+    /// (the server has no TLS client), methods and headers valid, built-ins
+    /// known, timeouts and retries in range. The one check for specs, group
+    /// records and operations alike.
+    pub fn check(&self, e: &mut ValidationErrors, at: &str) {
+        for (phase, list) in self.phases() {
+            let mut names = std::collections::BTreeSet::new();
+            for (i, h) in list.iter().enumerate() {
+                let at = format!("{at}.{phase}[{i}]");
+                h.check(e, &at);
+                if !h.name.is_empty() && !names.insert(h.name.as_str()) {
+                    e.add(
+                        format!("{at}.name"),
+                        "duplicate",
+                        format!(
+                            "hook name {:?} is used twice in {phase}: names must be unique within a phase",
+                            h.name
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl Hook {
+    fn check(&self, e: &mut ValidationErrors, at: &str) {
+        let name = &self.name;
+        if name.trim().is_empty() {
+            e.add(format!("{at}.name"), "required", "a hook needs a name");
+        } else if name.len() > 63 || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            e.add(
+                format!("{at}.name"),
+                "invalid_name",
+                "a hook name is at most 63 characters, without spaces",
+            );
+        }
+        if self.timeout_ms == 0 || self.timeout_ms > MAX_HOOK_TIMEOUT_MS {
+            e.add(
+                format!("{at}.timeout_ms"),
+                "out_of_range",
+                format!("timeout_ms must be 1-{MAX_HOOK_TIMEOUT_MS}"),
+            );
+        }
+        if self.retries > MAX_HOOK_RETRIES {
+            e.add(
+                format!("{at}.retries"),
+                "out_of_range",
+                format!("retries must be at most {MAX_HOOK_RETRIES}"),
+            );
+        }
+        match &self.action {
+            HookAction::Webhook {
+                url,
+                method,
+                headers,
+            } => {
+                if let Err(why) = check_http_url(url) {
+                    e.add(format!("{at}.url"), "invalid_url", why);
+                }
+                if method.is_empty() || !method.bytes().all(is_tchar) {
+                    e.add(
+                        format!("{at}.method"),
+                        "invalid_method",
+                        format!("{method:?} is not an HTTP method"),
+                    );
+                }
+                for (k, v) in headers {
+                    if k.is_empty() || !k.bytes().all(is_tchar) {
+                        e.add(
+                            format!("{at}.headers.{k}"),
+                            "invalid_header",
+                            format!("{k:?} is not a valid header name"),
+                        );
+                    } else if !v.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+                        e.add(
+                            format!("{at}.headers.{k}"),
+                            "invalid_header",
+                            "header values must be visible ASCII",
+                        );
+                    }
+                }
+            }
+            HookAction::Builtin { builtin, .. } => {
+                if !BUILTIN_HOOKS.contains(&builtin.as_str()) {
+                    e.add(
+                        format!("{at}.builtin"),
+                        "unknown_builtin",
+                        format!(
+                            "unknown built-in hook {builtin:?}: this server knows {}",
+                            BUILTIN_HOOKS.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A token character of RFC 9110 (methods and header names).
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// `http://host[:port][/path…]`, with no spaces or control characters.
+fn check_http_url(url: &str) -> Result<(), String> {
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("{url:?} is not a URL: it contains spaces"));
+    }
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(format!("{url:?} is not a URL"));
+    };
+    if !scheme.eq_ignore_ascii_case("http") {
+        return Err(format!(
+            "webhook URLs must be http:// (got {scheme}://): this server has no TLS client"
+        ));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let (host, port) = if let Some(v6) = host_port.strip_prefix('[') {
+        match v6.split_once(']') {
+            Some((h, p)) => (h, p.strip_prefix(':')),
+            None => return Err(format!("{url:?} is not a URL: unclosed '['")),
+        }
+    } else {
+        match host_port.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host_port, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("the URL has no host".to_string());
+    }
+    if let Some(p) = port {
+        if !p.is_empty() && p.parse::<u16>().is_err() {
+            return Err(format!("{url:?} is not a URL: bad port {p:?}"));
+        }
+    }
+    Ok(())
 }
 
 /// One hook.
@@ -287,6 +445,7 @@ impl Validate for Group {
                 );
             }
         }
+        t.hooks.check(&mut e, "template.hooks");
         if let Some(z) = &t.network_zone {
             check_name(&mut e, "template.network_zone", z);
         }
@@ -307,5 +466,100 @@ impl Validate for Group {
             check_label(&mut e, "placement.required_labels", k, v);
         }
         e.into_result()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn webhook(name: &str, url: &str) -> Hook {
+        Hook {
+            name: name.into(),
+            action: HookAction::Webhook {
+                url: url.into(),
+                method: "POST".into(),
+                headers: BTreeMap::new(),
+            },
+            timeout_ms: 1_000,
+            retries: 1,
+        }
+    }
+
+    fn problems(h: &Hooks) -> Vec<(String, String)> {
+        let mut e = ValidationErrors::new();
+        h.check(&mut e, "t.hooks");
+        e.errors
+            .iter()
+            .map(|x| (x.field.clone(), x.code.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn http_urls_with_a_host_pass_and_others_name_their_field() {
+        for ok in [
+            "http://lb.local/members",
+            "http://10.0.0.1:8080",
+            "http://[::1]:80/x?y=1",
+            "HTTP://user@host/x",
+        ] {
+            assert_eq!(check_http_url(ok), Ok(()), "{ok}");
+        }
+        let hooks = Hooks {
+            pre_start: vec![
+                webhook("tls", "https://db.local/grant"),
+                webhook("nohost", "http:///x"),
+                webhook("port", "http://h:99999/"),
+                webhook("space", "http://h/a b"),
+            ],
+            ..Default::default()
+        };
+        let p = problems(&hooks);
+        for i in 0..4 {
+            assert!(
+                p.contains(&(format!("t.hooks.pre_start[{i}].url"), "invalid_url".into())),
+                "{p:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn names_limits_methods_headers_and_builtins_are_checked() {
+        let mut bad = webhook("dns", "http://h/");
+        bad.timeout_ms = MAX_HOOK_TIMEOUT_MS + 1;
+        bad.retries = MAX_HOOK_RETRIES + 1;
+        if let HookAction::Webhook {
+            method, headers, ..
+        } = &mut bad.action
+        {
+            *method = "PO ST".into();
+            headers.insert("X Bad".into(), "v".into());
+        }
+        let hooks = Hooks {
+            post_start: vec![webhook("dns", "http://h/"), bad],
+            pre_stop: vec![Hook {
+                name: "x".into(),
+                action: HookAction::Builtin {
+                    builtin: "dns".into(),
+                    params: BTreeMap::new(),
+                },
+                timeout_ms: 1,
+                retries: 0,
+            }],
+            ..Default::default()
+        };
+        let p = problems(&hooks);
+        let at = "t.hooks.post_start[1]";
+        for (field, code) in [
+            (format!("{at}.name"), "duplicate"),
+            (format!("{at}.timeout_ms"), "out_of_range"),
+            (format!("{at}.retries"), "out_of_range"),
+            (format!("{at}.method"), "invalid_method"),
+            (format!("{at}.headers.X Bad"), "invalid_header"),
+            ("t.hooks.pre_stop[0].builtin".into(), "unknown_builtin"),
+        ] {
+            assert!(p.contains(&(field.clone(), code.into())), "{field}: {p:?}");
+        }
+        assert_eq!(p.len(), 6, "{p:?}");
     }
 }

@@ -771,68 +771,6 @@ fn check_health(e: &mut ValidationErrors, at: &str, h: &HealthCheck, ports: &[u1
     }
 }
 
-fn check_hooks(e: &mut ValidationErrors, at: &str, hooks: &Hooks) {
-    use crate::group::HookAction;
-    for (phase, list) in [
-        ("pre_start", &hooks.pre_start),
-        ("post_start", &hooks.post_start),
-        ("pre_stop", &hooks.pre_stop),
-    ] {
-        let mut names = BTreeSet::new();
-        for (i, h) in list.iter().enumerate() {
-            let at = format!("{at}.{phase}[{i}]");
-            check_name(e, &format!("{at}.name"), &h.name);
-            if !names.insert(h.name.clone()) {
-                e.add(
-                    format!("{at}.name"),
-                    "duplicate",
-                    format!("hook {} is listed twice in {phase}", h.name),
-                );
-            }
-            if h.timeout_ms == 0 || h.timeout_ms > 300_000 {
-                e.add(
-                    format!("{at}.timeout_ms"),
-                    "out_of_range",
-                    "a hook timeout is 1-300000 ms",
-                );
-            }
-            if h.retries > 20 {
-                e.add(
-                    format!("{at}.retries"),
-                    "out_of_range",
-                    "at most 20 retries",
-                );
-            }
-            match &h.action {
-                HookAction::Webhook { url, method, .. } => {
-                    let rest = url
-                        .strip_prefix("http://")
-                        .or_else(|| url.strip_prefix("https://"));
-                    if rest.is_none_or(|r| r.is_empty() || r.starts_with('/'))
-                        || url.chars().any(char::is_whitespace)
-                    {
-                        e.add(
-                            format!("{at}.url"),
-                            "invalid_url",
-                            format!("{url:?} is not an http(s) URL"),
-                        );
-                    }
-                    if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
-                        e.add(
-                            format!("{at}.method"),
-                            "invalid_value",
-                            "method is one of GET, POST, PUT, PATCH, DELETE",
-                        );
-                    }
-                }
-                HookAction::Builtin { builtin, .. } => {
-                    check_name(e, &format!("{at}.builtin"), builtin);
-                }
-            }
-        }
-    }
-}
-
 /// Builds the container template of a group: the spec's template with the
 /// group's overrides. Problems in the template are reported under
 /// `template…` (only when building the base, `over == None`), problems in
@@ -896,7 +834,7 @@ fn build_template(
     if let Some(h) = &t.health {
         check_health(te, "template.health", h, &t.ports);
     }
-    check_hooks(te, "template.hooks", &t.hooks);
+    t.hooks.check(te, "template.hooks");
     if let Some(z) = &t.network_zone {
         check_name(te, "template.network_zone", z);
     }
