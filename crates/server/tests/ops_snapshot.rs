@@ -1,13 +1,16 @@
 //! `snapshot_scale` with in-process fake agents: the source's agent commits
 //! it once through its work order, the clones run from the snapshot image on
-//! the source's host, the group template keeps its image; bad requests and
-//! a scale-out that does not fit leave nothing behind.
+//! the source's host, the group template keeps its image; a server killed
+//! while the agent is committing resumes with one commit and no duplicate;
+//! bad requests and a scale-out that does not fit leave nothing behind.
 
 mod ops_common;
 
 use jdos_server::ops::{DeployParams, SnapshotScaleParams};
 use jdos_store::json;
 use jdos_types::agent::{Assignment, SnapshotReport};
+use std::sync::atomic::Ordering;
+
 use jdos_types::{keys, ContainerPhase, Group, TaskState};
 use ops_common::*;
 
@@ -157,4 +160,50 @@ async fn bad_requests_and_no_room_leave_nothing_behind() {
         json::decode(&fx.store.get(&keys::group(&g.key())).await.unwrap().unwrap()).unwrap();
     assert_eq!(group.replicas, 2, "replicas restored");
     assert_allocations_match(fx.store.as_ref()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_while_the_agent_commits_resumes_with_one_commit() {
+    let fx = fixture(2).await;
+    let g = group("shop", "web", 2);
+    put_group(fx.store.as_ref(), &g).await;
+    assert_succeeded(&run(&fx.srv.engine, deploy(&g)).await);
+    fx.agents.hold_snapshots.store(true, Ordering::SeqCst);
+    let mut req = snap(&g, 4, None).task("alice");
+    req.department = Some("retail".into());
+    let t = fx.srv.engine.submit(req).await.unwrap();
+    let store = fx.store.clone();
+    let id = t.id.clone();
+    until("the commit ordered", || {
+        let store = store.clone();
+        let id = id.clone();
+        async move {
+            let kv = store.get(&keys::task(&id)).await.unwrap().unwrap();
+            let t: jdos_types::Task = json::decode(&kv).unwrap();
+            t.steps
+                .iter()
+                .any(|s| s.name == "wait_commit" && s.state != TaskState::Pending)
+        }
+    })
+    .await;
+    let Fx { store, srv, agents } = fx;
+    srv.kill().await;
+    agents.hold_snapshots.store(false, Ordering::SeqCst);
+    let srv2 = server(store.clone(), "server-1").await;
+    let done = srv2.engine.wait(&t.id, T).await.unwrap();
+    assert_succeeded(&done);
+    let commits: u64 = agents
+        .drivers
+        .values()
+        .map(|d| d.calls(jdos_runtime::FakeOp::Commit))
+        .sum();
+    assert_eq!(commits, 1, "one commit across the restart");
+    let cs = containers(store.as_ref(), &g.key()).await;
+    assert_eq!(cs.len(), 4);
+    let reference = format!("jdos-snapshot/shop-web:{}", t.id);
+    assert_eq!(cs.iter().filter(|c| c.image == reference).count(), 2);
+    assert!(cs.iter().all(|c| c.phase == ContainerPhase::Running));
+    assert_eq!(agents.running(), 4);
+    assert_allocations_match(store.as_ref()).await;
+    srv2.kill().await;
 }

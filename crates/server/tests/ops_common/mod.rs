@@ -267,6 +267,9 @@ pub struct Agents {
     /// While set, agents apply work orders but do not report `running`
     /// (a container that never gets healthy).
     pub hold_running: Arc<AtomicBool>,
+    /// While set, agents leave snapshot orders alone (an agent slow to
+    /// commit).
+    pub hold_snapshots: Arc<AtomicBool>,
     stop: watch::Sender<bool>,
     handles: Vec<JoinHandle<()>>,
 }
@@ -286,6 +289,7 @@ impl Agents {
         let live_updates = Arc::new(AtomicU64::new(0));
         let creates = Arc::new(AtomicU64::new(0));
         let hold_running = Arc::new(AtomicBool::new(false));
+        let hold_snapshots = Arc::new(AtomicBool::new(false));
         let mut drivers = BTreeMap::new();
         let mut handles = Vec::new();
         for h in hosts {
@@ -301,6 +305,7 @@ impl Agents {
                 live_updates: live_updates.clone(),
                 creates: creates.clone(),
                 hold_running: hold_running.clone(),
+                hold_snapshots: hold_snapshots.clone(),
                 snapshots: HashMap::new(),
             };
             handles.push(tokio::spawn(agent.run(rx.clone())));
@@ -310,6 +315,7 @@ impl Agents {
             live_updates,
             creates,
             hold_running,
+            hold_snapshots,
             stop,
             handles,
         }
@@ -340,6 +346,7 @@ struct FakeAgent {
     live_updates: Arc<AtomicU64>,
     creates: Arc<AtomicU64>,
     hold_running: Arc<AtomicBool>,
+    hold_snapshots: Arc<AtomicBool>,
     // Snapshot orders carried out, as the real agent remembers them.
     snapshots: HashMap<InstanceId, SnapshotReport>,
 }
@@ -423,11 +430,10 @@ impl FakeAgent {
                             acted = true;
                         }
                     }
-                    if let Some(reference) = o
-                        .snapshot
-                        .as_ref()
-                        .filter(|r| self.snapshots.get(&id).map(|s| &s.reference) != Some(*r))
-                    {
+                    if let Some(reference) = o.snapshot.as_ref().filter(|r| {
+                        !self.hold_snapshots.load(Ordering::SeqCst)
+                            && self.snapshots.get(&id).map(|s| &s.reference) != Some(*r)
+                    }) {
                         let done = self.driver.commit(&id, reference).await;
                         self.snapshots.insert(
                             id.clone(),
