@@ -4,18 +4,27 @@ installed it also draws docs/img/autoscaler-timeline.png and
 docs/img/autoscaler-frontier.png.
 
     JDOS=target/release/jdos traces/.venv/bin/python scripts/autoscaler_bench.py
+
+Matched budgets: the HPA is run on a fine grid of targets (0.50-1.00 by 0.01) and
+each predictive setting is compared with the HPA setting that spends the fewest
+instance-hours still >= its own, so the HPA never has the smaller budget. The
+same comparison is repeated on each half of each trace on its own (the second
+half starts with no history: a held-out check that nothing was fitted to the
+whole trace). PAR=N runs N simulations at once (default 2).
 """
 
 import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 JDOS = os.environ.get("JDOS", str(ROOT / "target/release/jdos"))
 TR = ROOT / "traces"
 OUT = Path(os.environ.get("BENCH_OUT", "/tmp/autoscaler-bench"))
+PAR = int(os.environ.get("PAR", "2"))
 
 TRACES = {
     "azure": ("azure2019_5min.csv", 300),
@@ -31,20 +40,21 @@ COLUMNS = [
 ]
 
 
-def peak(trace, column):
-    path, _ = TRACES[trace]
-    lines = (TR / path).read_text().splitlines()
+def peak(trace, column, path=None):
+    path = path or TR / TRACES[trace][0]
+    lines = Path(path).read_text().splitlines()
     i = lines[0].split(",").index(column)
     return max(float(line.split(",")[i]) for line in lines[1:] if line)
 
 
-def sim(trace, column, startup, target, peak_replicas=20, timeline=None, capacity=None):
-    path, interval = TRACES[trace]
+def sim(trace, column, startup, target, peak_replicas=20, timeline=None, capacity=None,
+        policy="both", path=None):
+    default_path, interval = TRACES[trace]
     cmd = [
         JDOS, "autoscale-sim",
-        "--trace", str(TR / path), "--column", column, "--interval", str(interval),
+        "--trace", str(path or TR / default_path), "--column", column, "--interval", str(interval),
         "--startup", str(startup), "--target", str(target),
-        "--peak-replicas", str(peak_replicas), "--json",
+        "--peak-replicas", str(peak_replicas), "--policy", policy, "--json",
     ]
     if capacity:
         cmd += ["--capacity", repr(capacity)]
@@ -73,6 +83,76 @@ HEADER = (
 )
 
 
+PRED_TARGETS = (0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.92, 0.95, 1.0)
+HPA_GRID = tuple(i / 100 for i in range(50, 101))
+HALF_TARGETS = (0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
+HALF_GRID = tuple(i / 100 for i in range(50, 101, 2))
+MATCH_HEADER = (
+    "| trace / start-up | pred. target | pred. inst-h | pred. under % | HPA target | HPA inst-h | HPA under % | under ratio | inst-h ratio |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+)
+
+
+def frontier_runs(trace, column, startup, capacity, pred_targets, hpa_grid, path=None):
+    """Predictive at `pred_targets`, the HPA at every target of `hpa_grid`."""
+    jobs = [("predictive", t) for t in pred_targets] + [("reactive", t) for t in hpa_grid]
+
+    def one(job):
+        policy, t = job
+        return job, sim(trace, column, startup, t, capacity=capacity, policy=policy, path=path)[policy]
+
+    with ThreadPoolExecutor(PAR) as ex:
+        out = list(ex.map(one, jobs))
+    res = {"pred": {}, "hpa": {}}
+    for (policy, t), r in out:
+        res["pred" if policy == "predictive" else "hpa"][t] = r
+    # The same-target HPA run for the frontier rows.
+    for t in pred_targets:
+        if t not in res["hpa"]:
+            res["hpa"][t] = sim(trace, column, startup, t, capacity=capacity, policy="reactive", path=path)["reactive"]
+    return res
+
+
+def matched(label, res):
+    """Prints the matched-budget rows of one frontier; returns its summary row."""
+    met, best = [], None
+    for t, p in sorted(res["pred"].items()):
+        richer = [(ht, h) for ht, h in res["hpa"].items() if h["instance_hours"] >= p["instance_hours"]]
+        if not richer:
+            print(f"| {label} | {t:.0%} | {p['instance_hours']:.0f} | {p['underprovisioned_pct']:.3f} | (none richer) | | | | |")
+            continue
+        ht, h = min(richer, key=lambda x: x[1]["instance_hours"])
+        hu, pu = h["underprovisioned_pct"], p["underprovisioned_pct"]
+        ratio = pu / hu if hu > 0 else (0.0 if pu == 0 else float("inf"))
+        shown = "n/a (both 0)" if hu == 0 and pu == 0 else f"{ratio:.2f}"
+        print(
+            f"| {label} | {t:.0%} | {p['instance_hours']:.0f} | {pu:.3f} "
+            f"| {ht:.0%} | {h['instance_hours']:.0f} | {hu:.3f} | {shown} "
+            f"| {p['instance_hours'] / h['instance_hours']:.3f} |",
+            flush=True,
+        )
+        if hu > 0 and ratio <= 1 / 3:
+            met.append(f"{t:.0%} ({ratio:.2f})")
+        if hu > 0 and (best is None or ratio < best[0]):
+            best = (ratio, t)
+    best_s = f"{best[0]:.2f} ({best[1]:.0%})" if best else "n/a (HPA never under-provisioned)"
+    return f"| {label} | {', '.join(met) if met else '**not met**'} | {best_s} |"
+
+
+def split_halves(trace):
+    """Writes the two halves of a trace to OUT; returns their paths."""
+    path, _ = TRACES[trace]
+    lines = (TR / path).read_text().splitlines()
+    head, rows = lines[0], [line for line in lines[1:] if line]
+    mid = len(rows) // 2
+    out = []
+    for i, part in enumerate((rows[:mid], rows[mid:]), start=1):
+        p = OUT / f"{trace}-half{i}.csv"
+        p.write_text("\n".join([head, *part]) + "\n")
+        out.append(p)
+    return out
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     print("## Same policy for both (capacity: peak demand = 20 replicas at the target)\n")
@@ -87,40 +167,39 @@ def main():
 
     # Fixed instance size (peak demand = 36 instances at 100 %), target swept:
     # the under-provisioning / instance-hours frontier of each policy.
-    frontier = {}
+    frontier, summary = {}, []
     print("\n## Frontier (fixed instance size: peak demand = 36 instances at 100 %)\n")
     print(HEADER)
-    targets = (0.5, 0.6, 0.62, 0.65, 0.68, 0.7, 0.72, 0.75, 0.8, 0.88, 0.89, 0.9)
     for trace, column in (("azure", "cpu_usage"), ("alibaba", "cpu_util_percent")):
         capacity = peak(trace, column) / 36
-        for startup in (60, 180):
-            pts = []
-            for target in targets:
-                r = sim(trace, column, startup, target, capacity=capacity)
-                pts.append((target, r))
-                print(row(f"{trace} {column} {startup}s {target:.0%}", r), flush=True)
-            frontier[(trace, startup)] = pts
+        for startup in (60, 180, 300):
+            res = frontier_runs(trace, column, startup, capacity, PRED_TARGETS, HPA_GRID)
+            for t in PRED_TARGETS:
+                print(row(f"{trace} {column} {startup}s {t:.0%}", {"reactive": res["hpa"][t], "predictive": res["pred"][t]}), flush=True)
+            frontier[(trace, startup)] = res
 
-    # Each predictive setting against the HPA setting with the fewest
-    # instance-hours that still spends at least as many.
-    print("\n## Matched budgets: predictive vs the HPA given at least the same instance-hours\n")
-    print("| trace / start-up | pred. target | pred. inst-h | pred. under % | HPA target | HPA inst-h | HPA under % | under ratio | inst-h ratio |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for (trace, startup), pts in frontier.items():
-        hpa = [(t, r["reactive"]) for t, r in pts]
-        for t, r in pts:
-            p = r["predictive"]
-            richer = [(ht, h) for ht, h in hpa if h["instance_hours"] >= p["instance_hours"]]
-            if not richer:
-                continue
-            ht, h = min(richer, key=lambda x: x[1]["instance_hours"])
-            ratio = p["underprovisioned_pct"] / h["underprovisioned_pct"] if h["underprovisioned_pct"] > 0 else float("nan")
-            print(
-                f"| {trace} {startup}s | {t:.0%} | {p['instance_hours']:.0f} | {p['underprovisioned_pct']:.3f} "
-                f"| {ht:.0%} | {h['instance_hours']:.0f} | {h['underprovisioned_pct']:.3f} | {ratio:.2f} "
-                f"| {p['instance_hours'] / h['instance_hours']:.3f} |"
-            )
-    (OUT / "frontier.json").write_text(json.dumps({f"{k[0]}-{k[1]}": v for k, v in frontier.items()}))
+    print("\n## Matched budgets: predictive vs the HPA (fine target grid) given at least the same instance-hours\n")
+    print(MATCH_HEADER)
+    for (trace, startup), res in frontier.items():
+        summary.append(matched(f"{trace} {startup}s", res))
+
+    # Held out: each half of each trace on its own, coarser HPA grid.
+    print("\n## Matched budgets on each half of each trace on its own\n")
+    print(MATCH_HEADER)
+    for trace, column in (("azure", "cpu_usage"), ("alibaba", "cpu_util_percent")):
+        capacity = peak(trace, column) / 36
+        for half, path in enumerate(split_halves(trace), start=1):
+            for startup in (60, 180, 300):
+                res = frontier_runs(trace, column, startup, capacity, HALF_TARGETS, HALF_GRID, path)
+                summary.append(matched(f"{trace} half {half} {startup}s", res))
+
+    print("\n## Target met (under ratio <= 0.33 at inst-h ratio <= 1) per trace / start-up\n")
+    print("| trace / start-up | predictive targets where met | best under ratio (at target) |")
+    print("|---|---|---:|")
+    for line in summary:
+        print(line)
+    (OUT / "frontier.json").write_text(json.dumps(
+        {f"{k[0]}-{k[1]}": {p: {str(t): r for t, r in v.items()} for p, v in res.items()} for k, res in frontier.items()}))
 
     try:
         import matplotlib
@@ -158,18 +237,20 @@ def main():
     img.mkdir(parents=True, exist_ok=True)
     fig.savefig(img / "autoscaler-timeline.png", dpi=80)
 
-    fig, axes = plt.subplots(1, len(frontier), figsize=(13, 3.4))
-    for ax, ((trace, startup), pts) in zip(axes, frontier.items()):
-        for policy, color in (("reactive", "tab:red"), ("predictive", "tab:blue")):
-            xs = [r[policy]["instance_hours"] for _, r in pts]
-            ys = [r[policy]["underprovisioned_pct"] for _, r in pts]
-            ax.plot(xs, ys, "o-", color=color, label="HPA" if policy == "reactive" else "predictive", ms=3)
-            for (target, _), x, y in zip(pts, xs, ys):
-                if target in (0.5, 0.6, 0.7, 0.8, 0.9):
-                    ax.annotate(f"{target:.0%}", (x, y), fontsize=6, color=color)
+    fig, axes = plt.subplots(2, 3, figsize=(13, 6.8))
+    for ax, ((trace, startup), res) in zip(axes.flat, frontier.items()):
+        for key, color, label in (("hpa", "tab:red", "HPA"), ("pred", "tab:blue", "predictive")):
+            pts = sorted(res[key].items())
+            xs = [r["instance_hours"] for _, r in pts]
+            ys = [r["underprovisioned_pct"] for _, r in pts]
+            ax.plot(xs, ys, "o-", color=color, label=label, ms=2 if key == "hpa" else 3, lw=1)
+            for t, x, y in zip([t for t, _ in pts], xs, ys):
+                if key == "pred" and t in (0.6, 0.7, 0.8, 0.9, 1.0):
+                    ax.annotate(f"{t:.0%}", (x, y), fontsize=6, color=color)
+        ax.set_yscale("symlog", linthresh=0.01)
         ax.set_title(f"{trace}, start-up {startup} s", fontsize=9)
         ax.set_xlabel("instance-hours", fontsize=8)
-        ax.set_ylabel("under-provisioned %", fontsize=8)
+        ax.set_ylabel("under-provisioned % (symlog)", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=7)
     fig.tight_layout()

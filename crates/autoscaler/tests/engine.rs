@@ -2,7 +2,7 @@
 //! that a forecast never scales in faster than the reactive signal.
 
 use jdos_autoscaler::forecast::ForecastConfig;
-use jdos_autoscaler::hpa::recommend;
+use jdos_autoscaler::hpa::{recommend, Hpa, HpaConfig, HpaInput};
 use jdos_autoscaler::{Autoscaler, ModeUsed, Observation, PodMetric, Policy};
 use proptest::prelude::*;
 use serde_json::json;
@@ -169,6 +169,55 @@ proptest! {
                 prop_assert!(d.desired >= current.min(rec.replicas),
                     "desired {} below current {current} and hpa {}: {}", d.desired, rec.replicas, d.reason);
                 prop_assert!(d.desired >= pol.min_replicas && d.desired <= pol.max_replicas);
+                current = d.desired;
+                t += 15_000;
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    /// Scale-in waits for the HPA: a predictive decision below the current
+    /// count is never below the HPA's stabilized recommendation (the highest
+    /// of its 300 s scale-down window) for the same observations, even when
+    /// the forecast is trusted and load swings faster than the window.
+    #[test]
+    fn predictive_scale_in_never_undercuts_the_hpa_window(
+        levels in prop::collection::vec(0.5f64..40.0, 8..40),
+        hold in 1usize..30,
+        seed in 0u64..1000,
+    ) {
+        let pol = policy("predictive");
+        let mut a = Autoscaler::with_forecast_config(pol.clone(), ForecastConfig {
+            min_scored: 5,
+            max_relative_error: 10.0,
+            ..cfg()
+        });
+        // A shadow HPA fed the same observations: its stabilized value
+        // depends only on them, not on what was applied.
+        let mut shadow = Hpa::new(HpaConfig::default());
+        let mut current = 10u32;
+        let mut t = 0u64;
+        let mut x = seed;
+        for level in levels {
+            for _ in 0..hold {
+                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                let load = level * (1.0 + ((x >> 40) as f64 / (1u64 << 24) as f64 - 0.5) * 0.2);
+                let p = pods(current, load);
+                let h = shadow.evaluate(t, &HpaInput {
+                    current,
+                    pods: &p,
+                    target: pol.metric.target(),
+                    utilization: true,
+                    min: pol.min_replicas,
+                    max: pol.max_replicas,
+                });
+                let d = a.decide(t, &Observation { current_replicas: current, pods: &p });
+                if d.desired < current {
+                    prop_assert!(d.desired >= h.stabilized,
+                        "scaled in to {} below the hpa window's {}: {}", d.desired, h.stabilized, d.reason);
+                }
                 current = d.desired;
                 t += 15_000;
             }
