@@ -60,6 +60,13 @@ run uncordon host "$host"
 run net create prod-a --vlan 100 --subnet 10.100.0.0/24 --gateway 10.100.0.1 --zone prod --switch langfang-s1 --switch langfang-s2
 run net get
 run create token --name alice --role developer --department retail
+run apply -f examples/web.yaml --dry-run
+run apply -f examples/web.yaml --wait
+run get containers --app web
+run scale web/production/web-lf --replicas +1 --wait
+run get tasks --app web
+task=$("$jdos" get tasks --app web -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
+run describe task "$task"
 run get events
 run sim --hosts 600 --containers 15000
 

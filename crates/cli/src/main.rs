@@ -32,11 +32,19 @@ pub enum Command {
     Login(cmd::login::Args),
     /// Show who the current token is.
     Whoami(cmd::whoami::Args),
-    /// Create or update apps from a YAML spec (`--dry-run` shows the diff).
+    /// Create or update apps from a YAML spec (`--dry-run` shows the diff,
+    /// `--wait` follows the tasks it starts).
     Apply(cmd::apply::Args),
+    /// Scale a group (`--replicas 4`, `+2`, `-50%`), or every group a
+    /// selector picks (`--selector department=retail --replicas +50%`).
+    Scale(cmd::scale::Args),
+    /// Delete a group or an app with its containers.
+    Delete(cmd::delete::Args),
+    /// Cancel a task.
+    Cancel(cmd::cancel::Args),
     /// Show the event trail; `--watch` follows it.
     Events(cmd::events::Args),
-    /// List objects: hosts, datacenters, apps, groups, containers, events, tokens.
+    /// List objects: hosts, datacenters, apps, groups, containers, events, tasks, tokens.
     Get(cmd::get::Args),
     /// Show one object in detail.
     Describe(cmd::describe::Args),
@@ -90,6 +98,9 @@ fn main() -> std::process::ExitCode {
         Command::Login(a) => cmd::block_on(cmd::login::run(a, g)),
         Command::Whoami(a) => cmd::block_on(cmd::whoami::run(a, g)),
         Command::Apply(a) => cmd::block_on(cmd::apply::run(a, g)),
+        Command::Scale(a) => cmd::block_on(cmd::scale::run(a, g)),
+        Command::Delete(a) => cmd::block_on(cmd::delete::run(a, g)),
+        Command::Cancel(a) => cmd::block_on(cmd::cancel::run(a, g)),
         Command::Events(a) => cmd::block_on(cmd::events::run(a, g)),
         Command::Get(a) => cmd::block_on(cmd::get::run(a, g)),
         Command::Describe(a) => cmd::block_on(cmd::describe::run(a, g)),

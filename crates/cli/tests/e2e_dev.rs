@@ -20,11 +20,18 @@ struct Dev {
 
 impl Dev {
     fn start() -> Dev {
+        Dev::start_with(&[])
+    }
+
+    /// `jdos dev` with extra flags (e.g. `--driver fake`: the tests that
+    /// deploy do not leave containers in a real engine when killed).
+    fn start_with(extra: &[&str]) -> Dev {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.json");
         let mut child = Command::new(JDOS)
             .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path().join("data"))
+            .args(extra)
             .env("JDOS_CONFIG", &config)
             .env_remove("JDOS_ADDR")
             .env_remove("JDOS_TOKEN")
@@ -353,7 +360,7 @@ fn examples() -> PathBuf {
 
 #[test]
 fn apply_dry_run_then_apply_then_follow_events() {
-    let dev = Dev::start();
+    let dev = Dev::start_with(&["--driver", "fake"]);
     let web = examples().join("web.yaml");
     let web = web.to_str().unwrap();
 
@@ -467,9 +474,205 @@ fn apply_dry_run_then_apply_then_follow_events() {
             .unwrap_or_else(|_| panic!("events --watch printed only {seen:?}"));
         let e: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(e["app"], "web", "{line}");
-        seen.push(e["action"].as_str().unwrap().to_string());
+        // The tasks the applies started report on the app too.
+        let action = e["action"].as_str().unwrap();
+        if action.starts_with("app.") {
+            seen.push(action.to_string());
+        }
     }
     assert_eq!(seen, ["app.apply", "app.apply"]);
     let _ = watch.kill();
     let _ = watch.wait();
+}
+
+/// The `jdos` run's output once it exited 1 with an `error:` line last
+/// (after `--wait`'s progress lines).
+fn failed_after_progress(r: Run) -> String {
+    assert_eq!(
+        r.code,
+        Some(1),
+        "stdout: {}\nstderr: {}",
+        r.stdout,
+        r.stderr
+    );
+    let last = r
+        .stderr
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(last.starts_with("error: "), "{}", r.stderr);
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    last
+}
+
+/// Running containers of `group` (`APP/ENV/GROUP`), from `get containers`.
+fn running(dev: &Dev, group: &str) -> usize {
+    let out = dev
+        .jdos(&["get", "containers", "--group", group, "--state", "running"])
+        .ok();
+    out.lines()
+        .filter(|l| !l.starts_with("CONTAINER"))
+        .filter(|l| !l.starts_with("No "))
+        .count()
+}
+
+/// On the Docker engine when one answers (as CI has, with the test image),
+/// else skipped: the example's HTTP health check needs containers that
+/// really serve, which the fake driver's do not.
+#[test]
+fn apply_wait_then_scale_and_follow_tasks() {
+    let docker_up = Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !docker_up {
+        eprintln!("SKIPPED: no Docker engine");
+        return;
+    }
+    let dev = Dev::start_with(&["--driver", "docker"]);
+    let web = examples().join("web.yaml");
+    let web = web.to_str().unwrap();
+
+    // Apply and wait: a deploy per group, followed to the end.
+    let r = dev.jdos(&["apply", "-f", web, "--wait"]);
+    let err = r.stderr.clone();
+    let out = r.ok();
+    assert!(out.contains("groups: 2 to create"), "{out}");
+    assert!(
+        out.contains("started: deploy group web/production/web-lf"),
+        "{out}"
+    );
+    assert!(
+        err.contains("deploy group web/production/web-lf succeeded in"),
+        "{err}"
+    );
+    assert!(
+        err.contains("deploy group web/production/web-sq succeeded in"),
+        "{err}"
+    );
+    assert_eq!(running(&dev, "web/production/web-lf"), 2);
+    assert_eq!(running(&dev, "web/production/web-sq"), 2);
+    // Applied again: nothing to do, nothing to wait for.
+    let again = dev.jdos(&["apply", "-f", web, "--wait"]).ok();
+    assert!(again.contains("unchanged, nothing to do"), "{again}");
+
+    // A relative scale of one group.
+    let r = dev.jdos(&[
+        "scale",
+        "web/production/web-lf",
+        "--replicas",
+        "+2",
+        "--wait",
+    ]);
+    let err = r.stderr.clone();
+    let out = r.ok();
+    assert!(
+        out.contains("scale group web/production/web-lf succeeded"),
+        "{out}{err}"
+    );
+    assert!(err.contains("[##"), "plain progress lines: {err}");
+    assert_eq!(running(&dev, "web/production/web-lf"), 4);
+
+    // A batch over a selector: -50% of 4 and of 2.
+    let out = dev
+        .jdos(&[
+            "scale",
+            "--selector",
+            "department=retail",
+            "--replicas",
+            "-50%",
+            "--wait",
+        ])
+        .ok();
+    assert!(
+        out.contains("batch_scale") && out.contains("succeeded"),
+        "{out}"
+    );
+    assert_eq!(running(&dev, "web/production/web-lf"), 2);
+    assert_eq!(running(&dev, "web/production/web-sq"), 1);
+
+    // The tasks, newest first, and one as a timeline.
+    let tasks = dev.jdos(&["get", "tasks", "--app", "web"]).ok();
+    let rows: Vec<&str> = tasks.lines().skip(1).collect();
+    assert_eq!(
+        rows.len(),
+        5,
+        "2 deploys, 1 scale, 2 scales of the batch: {tasks}"
+    );
+    assert!(rows.iter().all(|r| r.contains(" succeeded ")), "{tasks}");
+    assert!(
+        rows[4].contains(" deploy ") || rows[3].contains(" deploy "),
+        "{tasks}"
+    );
+    let listed: serde_json::Value = serde_json::from_str(
+        &dev.jdos(&["get", "tasks", "--app", "web", "-o", "json"])
+            .ok(),
+    )
+    .unwrap();
+    let deploy = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["kind"] == "deploy")
+        .unwrap();
+    let id = deploy["id"].as_str().unwrap();
+    let timeline = dev.jdos(&["describe", "task", id]).ok();
+    assert!(
+        timeline.contains("State:") && timeline.contains("succeeded"),
+        "{timeline}"
+    );
+    for step in [
+        "read_target",
+        "place",
+        "publish",
+        "wait_running",
+        "finalize",
+    ] {
+        assert!(
+            timeline.contains(&format!("  {step} ")),
+            "{step}: {timeline}"
+        );
+    }
+    assert!(timeline.contains("container(s) running"), "{timeline}");
+    let none = dev.jdos(&["get", "tasks", "--state", "running"]).ok();
+    assert_eq!(none, "No tasks found.\n");
+    let cancelled = dev.jdos(&["cancel", "task", id]).ok();
+    assert!(cancelled.contains("already succeeded"), "{cancelled}");
+
+    // A scale that cannot fit (8 hosts in langfang, at most 2 per host)
+    // fails its task, and the command exits 1 naming it.
+    let r = dev.jdos(&[
+        "scale",
+        "web/production/web-lf",
+        "--replicas",
+        "40",
+        "--wait",
+    ]);
+    let last = failed_after_progress(r);
+    assert!(
+        last.contains("scale group web/production/web-lf failed"),
+        "{last}"
+    );
+    assert!(last.contains("jdos describe task"), "{last}");
+    assert_eq!(
+        running(&dev, "web/production/web-lf"),
+        2,
+        "nothing half-created"
+    );
+
+    // Delete a group and wait: its containers and record are gone.
+    let out = dev
+        .jdos(&["delete", "group", "web/production/web-sq", "--wait"])
+        .ok();
+    assert!(
+        out.contains("delete_group group web/production/web-sq succeeded"),
+        "{out}"
+    );
+    let groups = dev.jdos(&["get", "groups", "--app", "web"]).ok();
+    assert!(!groups.contains("web-sq"), "{groups}");
+    assert_eq!(running(&dev, "web/production/web-sq"), 0);
+    // SIGTERM: `jdos dev` removes the containers it started.
+    assert!(dev.stop().success());
 }

@@ -29,6 +29,7 @@ mod metrics;
 mod networks;
 mod query;
 mod snapshot;
+mod tasks;
 mod tokens;
 
 use std::time::Duration;
@@ -41,6 +42,7 @@ pub use alerting::AlertQuery;
 pub use error::ClientError;
 pub use jdos_types::api::ListResponse;
 pub use query::{ContainerQuery, EventQuery, GroupQuery, HostQuery, ListQuery};
+pub use tasks::{BatchScaleRequest, ScaleSelector, TaskQuery};
 
 use jdos_types::api::WhoAmI;
 use jdos_types::topology::TopologyNode;

@@ -1,4 +1,4 @@
-//! Snapshot scale-out and the tasks operations answer with.
+//! Snapshot scale-out (its task is followed with [`Client::get_task`]).
 
 use jdos_types::api::SnapshotScaleRequest;
 use jdos_types::{GroupKey, Task};
@@ -27,11 +27,5 @@ impl Client {
             req,
         )
         .await
-    }
-
-    /// `GET /api/v1/tasks/{id}`: a task with its steps.
-    pub async fn get_task(&self, id: &str) -> Result<Task, ClientError> {
-        self.get_json(&format!("/api/v1/tasks/{}", seg(id)), &())
-            .await
     }
 }

@@ -71,6 +71,22 @@ async fn apply_creates_then_is_idempotent_then_diffs_changes() {
     let r = a.post("/api/v1/apply", &a.admin, spec()).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json()["dry_run"], false);
+    assert_eq!(
+        kinds(&r.json()),
+        [
+            (
+                "deploy".to_string(),
+                "group web/production/web-lf".to_string()
+            ),
+            (
+                "deploy".to_string(),
+                "group web/production/web-sq".to_string()
+            )
+        ]
+    );
+    let queued = a.get("/api/v1/tasks?app=web", &a.admin).await.json();
+    assert_eq!(queued["items"].as_array().unwrap().len(), 2, "{queued}");
+    assert_eq!(queued["items"][0]["department"], "retail");
     let app = a.get("/api/v1/apps/web", &a.admin).await.json();
     assert_eq!(app["department"], "retail");
     let groups = a.get("/api/v1/groups?app=web", &a.admin).await.json();
@@ -95,11 +111,7 @@ async fn apply_creates_then_is_idempotent_then_diffs_changes() {
     assert_eq!(a.revision().await, rev, "a no-op apply writes nothing");
 
     // Scale one group, change the image, drop the other, add a third.
-    let mut next = spec();
-    next["template"]["image"] = json!("jdos-busybox:v2");
-    next["groups"][0]["replicas"] = json!(5);
-    next["groups"][1] =
-        json!({"env": "test", "name": "web-t", "datacenter": "suqian", "replicas": 1});
+    let next = next_spec();
     let dry = a
         .post("/api/v1/apply?dry_run=true", &a.admin, next.clone())
         .await;
@@ -128,6 +140,27 @@ async fn apply_creates_then_is_idempotent_then_diffs_changes() {
         d["diff"],
         "the dry run predicted the apply"
     );
+    // Replicas → scale, then template → rolling; new → deploy; removed →
+    // delete_group (its record stays until that task removed it).
+    assert_eq!(
+        kinds(&real.json()),
+        [
+            (
+                "scale".to_string(),
+                "group web/production/web-lf".to_string()
+            ),
+            (
+                "rolling".to_string(),
+                "group web/production/web-lf".to_string()
+            ),
+            ("deploy".to_string(), "group web/test/web-t".to_string()),
+            (
+                "delete_group".to_string(),
+                "group web/production/web-sq".to_string()
+            )
+        ]
+    );
+    assert_eq!(real.json()["tasks"][0]["params"]["replicas"], 5);
     let groups = a.get("/api/v1/groups?app=web", &a.admin).await.json();
     let names: Vec<&str> = groups["items"]
         .as_array()
@@ -135,7 +168,7 @@ async fn apply_creates_then_is_idempotent_then_diffs_changes() {
         .iter()
         .map(|g| g["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["web-lf", "web-t"]);
+    assert_eq!(names, ["web-lf", "web-sq", "web-t"]);
     let ev = a.events(&a.admin, "&action=app.apply").await;
     assert_eq!(ev.len(), 2, "one event per apply that changed something");
     assert!(
@@ -143,6 +176,114 @@ async fn apply_creates_then_is_idempotent_then_diffs_changes() {
         "{}",
         ev[1]
     );
+    let submitted = a.events(&a.admin, "&action=task.submit").await;
+    assert_eq!(submitted.len(), 6, "{submitted:?}");
+
+    // Again while the deletion is under way: nothing new is queued.
+    let rev = a.revision().await;
+    let again = a.post("/api/v1/apply", &a.admin, next_spec()).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert_eq!(again.json()["tasks"], json!([]));
+    assert_eq!(a.revision().await, rev, "nothing written");
+}
+
+/// The second spec of the test above.
+fn next_spec() -> Value {
+    let mut next = spec();
+    next["template"]["image"] = json!("jdos-busybox:v2");
+    next["groups"][0]["replicas"] = json!(5);
+    next["groups"][1] =
+        json!({"env": "test", "name": "web-t", "datacenter": "suqian", "replicas": 1});
+    next
+}
+
+/// `(kind, object)` of the tasks an apply answered.
+fn kinds(r: &Value) -> Vec<(String, String)> {
+    r["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["kind"].as_str().unwrap().to_string(),
+                t["object"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn too_many_groups_are_refused_with_their_field() {
+    let a = api().await;
+    let mut s = spec();
+    let many: Vec<Value> = (0..=jdos_types::spec::MAX_GROUPS)
+        .map(|i| json!({"env": "production", "name": format!("g{i}"), "datacenter": "langfang", "replicas": 1}))
+        .collect();
+    s["groups"] = json!(many);
+    let rev = a.revision().await;
+    let r = a.post("/api/v1/apply", &a.admin, s).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(r.json()["field"], "groups");
+    assert_eq!(r.json()["details"][0]["code"], "too_many");
+    assert_eq!(a.revision().await, rev);
+
+    // The most a spec may hold, every group updated in template and
+    // replicas (two tasks each), fits one transaction.
+    let mut s = spec();
+    let full: Vec<Value> = (0..jdos_types::spec::MAX_GROUPS)
+        .map(|i| json!({"env": "production", "name": format!("g{i}"), "datacenter": "langfang", "replicas": 1}))
+        .collect();
+    s["groups"] = json!(full);
+    let r = a.post("/api/v1/apply", &a.admin, s.clone()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    for g in s["groups"].as_array_mut().unwrap() {
+        g["replicas"] = json!(2);
+    }
+    s["template"]["image"] = json!("jdos-busybox:v2");
+    let r = a.post("/api/v1/apply", &a.admin, s).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.json()["tasks"].as_array().unwrap().len(),
+        2 * jdos_types::spec::MAX_GROUPS
+    );
+
+    // Groups stored beyond the cap (an older, larger limit) all removed
+    // at once with as many created: refused whole, with the field.
+    let store = a.state.store();
+    for i in 0..40 {
+        let mut g: jdos_types::Group = jdos_store::json::decode(
+            &store
+                .get(&jdos_types::keys::group(&jdos_types::GroupKey::new(
+                    "web",
+                    "production",
+                    "g0",
+                )))
+                .await
+                .unwrap()
+                .unwrap(),
+        )
+        .unwrap();
+        g.name = format!("old{i}");
+        store
+            .put(
+                &jdos_types::keys::group(&g.key()),
+                jdos_store::json::encode(&g).unwrap(),
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    let mut s = spec();
+    let fresh: Vec<Value> = (0..jdos_types::spec::MAX_GROUPS)
+        .map(|i| json!({"env": "production", "name": format!("new{i}"), "datacenter": "langfang", "replicas": 1}))
+        .collect();
+    s["groups"] = json!(fresh);
+    let rev = a.revision().await;
+    let r = a.post("/api/v1/apply", &a.admin, s).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(r.json()["field"], "groups");
+    assert!(r.text.contains("jdos delete group"), "{}", r.text);
+    assert_eq!(a.revision().await, rev, "nothing written");
 }
 
 #[tokio::test]
@@ -325,8 +466,11 @@ async fn events_long_poll_answers_when_a_matching_event_lands() {
     let got = poll.await.unwrap();
     assert!(t.elapsed() < std::time::Duration::from_secs(5));
     let items = got["items"].as_array().unwrap();
-    assert_eq!(items.len(), 1, "{got}");
+    // The apply, then (if they landed before the answer) its task.submit
+    // events, all of app web.
+    assert!(!items.is_empty(), "{got}");
     assert_eq!(items[0]["action"], "app.apply");
+    assert!(items.iter().all(|e| e["app"] == "web"), "{got}");
     // The result filter.
     let failures = a.events(&a.admin, "&result=failure").await;
     assert!(failures.iter().all(|e| e["result"] == "failure"));

@@ -42,9 +42,12 @@ pub const API_VERSION: &str = "jdos/v1";
 pub const KIND_APP: &str = "App";
 /// Smallest memory a container may ask for (the engine's minimum).
 pub const MIN_MEMORY_BYTES: u64 = 6 << 20;
-/// Most groups in one spec (one apply commits them in one store transaction,
-/// which etcd caps at 128 operations).
-pub const MAX_GROUPS: usize = 40;
+/// Most groups in one spec. One apply commits the app, its groups and the
+/// tasks that converge them (a group takes up to 5 operations: its record,
+/// a scale and a rolling task of 2 each) in one store transaction, which
+/// etcd caps at 128 operations: 20 groups stay within it even when as many
+/// removed groups are deleted in the same apply.
+pub const MAX_GROUPS: usize = 20;
 
 /// A number or a string with a unit: `250m`, `0.5`, `64Mi`, `1Gi`, `1024`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -22,8 +22,15 @@ pub struct Args {
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: PathBuf,
     /// Show what would change; write nothing.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "wait")]
     pub dry_run: bool,
+    /// Follow every task the apply started with a progress bar until it
+    /// ends; exit non-zero if one fails.
+    #[arg(long)]
+    pub wait: bool,
+    /// Give up waiting after this long (the tasks go on).
+    #[arg(long, default_value = "10m", value_parser = super::parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 /// Reads the app specs of a file: every YAML document, in order. Empty
@@ -80,7 +87,23 @@ pub async fn run(a: Args, g: &GlobalOpts) -> anyhow::Result<()> {
                 .join("\n")
         })?;
     }
-    Ok(())
+    let ids: Vec<String> = results
+        .iter()
+        .flat_map(|r| r.tasks.iter().map(|t| t.id.clone()))
+        .collect();
+    if !a.wait || ids.is_empty() {
+        return Ok(());
+    }
+    let done = super::follow::wait(&client, g, &ids, a.timeout).await?;
+    let text = super::follow::outcome(&done);
+    // The diff went to stdout already; the end of the wait goes to stderr
+    // so that `-o json` output stays one document.
+    if let Ok(t) = &text {
+        if g.output == OutputFormat::Table {
+            eprint!("{t}");
+        }
+    }
+    text.map(|_| ())
 }
 
 fn paint(color: bool, code: &str, s: &str) -> String {

@@ -1,4 +1,5 @@
-//! `jdos describe host|app|group NAME`: everything about one object, kubectl style.
+//! `jdos describe host|app|group|task NAME`: everything about one object,
+//! kubectl style; a task as the timeline of its steps.
 
 use jdos_types::api::HostDetail;
 use jdos_types::{Resources, StorageTier};
@@ -31,6 +32,11 @@ pub enum What {
     Group {
         /// `APP/ENV/GROUP`.
         key: String,
+    },
+    /// A task: the timeline of its steps with times, attempts and messages.
+    Task {
+        /// Task id (`jdos get tasks`).
+        id: String,
     },
 }
 
@@ -71,6 +77,10 @@ pub async fn run(a: Args, g: &GlobalOpts) -> anyhow::Result<()> {
             let k = super::get::parse_group_key(&key)?;
             let d = client.get_group(&k).await?;
             super::print(g, &d, || render_group(&d, now_ms()))
+        }
+        What::Task { id } => {
+            let t = client.get_task(&id).await?;
+            super::print(g, &t, || render_task(&t, now_ms()))
         }
     }
 }
@@ -187,6 +197,85 @@ pub fn render_host(d: &HostDetail, now: u64) -> String {
         out.push('\n');
         out.push_str(&t.render());
     }
+    out
+}
+
+/// Seconds between two stamps: `0.35 s`, `12.0 s`, `-` when unset.
+fn span(from_ms: u64, to_ms: u64) -> String {
+    if from_ms == 0 || to_ms == 0 {
+        return "-".to_string();
+    }
+    let ms = to_ms.saturating_sub(from_ms);
+    if ms < 10_000 {
+        format!("{:.2} s", ms as f64 / 1000.0)
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
+/// The task, then its steps: when each started (from the task's creation),
+/// how long it took, its attempts and its last message.
+pub fn render_task(t: &jdos_types::Task, now: u64) -> String {
+    use super::follow::{progress_label, state_name, step_label};
+    let end = if t.state.is_terminal() {
+        t.updated_at_ms
+    } else {
+        now
+    };
+    let mut rows: Vec<(&str, String)> = vec![
+        ("ID", t.id.clone()),
+        ("Kind", t.kind.clone()),
+        ("App", t.app.clone()),
+        ("Object", or_dash(&t.object)),
+        ("Department", or_dash(t.department.as_deref().unwrap_or(""))),
+        ("Actor", t.actor.clone()),
+        ("State", {
+            let mut s = state_name(t.state).to_string();
+            if t.cancel_requested && !t.state.is_terminal() {
+                s.push_str(" (cancel requested)");
+            }
+            s
+        }),
+        ("Step", step_label(t)),
+        ("Created", format!("{} ago", age(t.created_at_ms, now))),
+        ("Duration", span(t.created_at_ms, end)),
+    ];
+    if let (Some(p), false) = (progress_label(t), t.state.is_terminal()) {
+        rows.push(("Progress", p));
+    }
+    if let Some(w) = &t.worker {
+        rows.push(("Worker", w.clone()));
+    }
+    if !t.error.is_empty() {
+        rows.push(("Error", t.error.clone()));
+    }
+    let mut out = kv_block(rows);
+    if t.steps.is_empty() {
+        return out;
+    }
+    let mut table = Table::new(["  STEP", "STATE", "ATTEMPTS", "STARTED", "TOOK", "MESSAGE"]);
+    for s in &t.steps {
+        let started = if s.started_at_ms == 0 {
+            "-".to_string()
+        } else {
+            format!("+{}", span(t.created_at_ms, s.started_at_ms))
+        };
+        let took = match (s.state, s.finished_at_ms) {
+            (jdos_types::TaskState::Running, _) => span(s.started_at_ms, now),
+            (_, 0) => "-".to_string(),
+            (_, f) => span(s.started_at_ms, f),
+        };
+        table.row([
+            format!("  {}", s.name),
+            state_name(s.state).to_string(),
+            s.attempts.to_string(),
+            started,
+            took,
+            or_dash(&s.message),
+        ]);
+    }
+    out.push('\n');
+    out.push_str(&table.render());
     out
 }
 
@@ -363,6 +452,51 @@ pub fn render_group(d: &jdos_types::api::GroupDetail, now: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_task_renders_as_a_timeline_of_steps() {
+        use crate::cmd::follow::tests::task;
+        use jdos_types::TaskState::{Failed, Pending, Succeeded};
+        let mut t = task(
+            Failed,
+            &[
+                ("place", Succeeded),
+                ("wait_running", Failed),
+                ("hooks", Pending),
+            ],
+        );
+        t.steps[0].message = "3 container(s) placed".into();
+        t.steps[1].attempts = 3;
+        t.steps[1].message = "1 of 3 container(s) not running after 300 s".into();
+        t.error = "1 of 3 container(s) not running after 300 s".into();
+        let out = super::render_task(&t, 1_700_000_010_000);
+        assert!(out.contains("State:      failed"), "{out}");
+        assert!(out.contains("Duration:   2.50 s"), "{out}");
+        assert!(out.contains("Error:      1 of 3"), "{out}");
+        let lines: Vec<&str> = out.lines().collect();
+        let header = lines
+            .iter()
+            .position(|l| l.trim_start().starts_with("STEP"))
+            .unwrap();
+        let place = lines[header + 1];
+        assert!(
+            place.starts_with("  place ") && place.contains("succeeded"),
+            "{out}"
+        );
+        assert!(
+            place.contains("+0.00 s") && place.contains("0.05 s"),
+            "{out}"
+        );
+        assert!(place.ends_with("3 container(s) placed"), "{out}");
+        let wait = lines[header + 2];
+        assert!(wait.contains(" failed ") && wait.contains(" 3 "), "{out}");
+        assert!(wait.contains("+0.10 s"), "{out}");
+        let hooks = lines[header + 3];
+        assert!(
+            hooks.contains(" pending ") && hooks.contains(" - "),
+            "{out}"
+        );
+    }
+
     use super::*;
     use jdos_types::resources::GIB;
     use jdos_types::topology::HostAllocation;

@@ -88,17 +88,11 @@ pub async fn run(a: Args, g: &GlobalOpts) -> anyhow::Result<()> {
     Ok(())
 }
 
-const BAR: usize = 30;
-
 /// `[#########.....................]  9/30 moved  0 failed  <message>`.
 pub fn progress_line(d: &Drain) -> String {
-    let done = (d.moved + d.failed) as usize;
-    let total = (d.total as usize).max(1);
-    let filled = (done * BAR / total).min(BAR);
     format!(
-        "[{}{}] {:>3}/{} moved  {} failed  {}",
-        "#".repeat(filled),
-        ".".repeat(BAR - filled),
+        "{} {:>3}/{} moved  {} failed  {}",
+        super::follow::bar(u64::from(d.moved + d.failed), u64::from(d.total)),
         d.moved,
         d.total,
         d.failed,
@@ -125,6 +119,7 @@ pub fn summary(d: &Drain) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cmd::follow::BAR;
 
     fn drain(moved: u32, failed: u32, state: DrainState) -> Drain {
         Drain {

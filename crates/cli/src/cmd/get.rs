@@ -1,9 +1,10 @@
-//! `jdos get hosts|datacenters|apps|groups|containers|events|tokens`.
+//! `jdos get hosts|datacenters|apps|groups|containers|events|tasks|tokens`.
 
-use jdos_client::{ContainerQuery, EventQuery, GroupQuery, HostQuery};
+use jdos_client::{ContainerQuery, EventQuery, GroupQuery, HostQuery, TaskQuery};
 use jdos_types::topology::TopologyNode;
 use jdos_types::{
-    App, Container, ContainerPhase, Event, EventResult, Group, Host, HostState, Token,
+    App, Container, ContainerPhase, Event, EventResult, Group, Host, HostState, Task, TaskState,
+    Token,
 };
 
 use super::GlobalOpts;
@@ -38,9 +39,56 @@ pub enum What {
     /// Events: every recorded action, oldest first.
     #[command(visible_alias = "event")]
     Events(EventsArgs),
+    /// Workflow tasks, newest first, with their current step and progress.
+    #[command(visible_alias = "task")]
+    Tasks(TasksArgs),
     /// API tokens (admin only; secrets are never shown).
     #[command(visible_alias = "token")]
     Tokens,
+}
+
+/// `get tasks` filters.
+#[derive(Debug, clap::Args)]
+pub struct TasksArgs {
+    /// Only this app's tasks.
+    #[arg(long)]
+    pub app: Option<String>,
+    /// Only tasks in this state.
+    #[arg(long, value_enum)]
+    pub state: Option<TaskStateArg>,
+    /// Only tasks of this kind (deploy, scale, batch_scale, rolling, …).
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// At most this many (the newest).
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+}
+
+/// Task states, as a command-line value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TaskStateArg {
+    /// Waiting for a worker or for its app's other tasks.
+    Pending,
+    /// Being run.
+    Running,
+    /// Finished successfully.
+    Succeeded,
+    /// Failed after its retries.
+    Failed,
+    /// Cancelled.
+    Cancelled,
+}
+
+impl From<TaskStateArg> for TaskState {
+    fn from(s: TaskStateArg) -> TaskState {
+        match s {
+            TaskStateArg::Pending => TaskState::Pending,
+            TaskStateArg::Running => TaskState::Running,
+            TaskStateArg::Succeeded => TaskState::Succeeded,
+            TaskStateArg::Failed => TaskState::Failed,
+            TaskStateArg::Cancelled => TaskState::Cancelled,
+        }
+    }
 }
 
 /// `get hosts` filters.
@@ -256,6 +304,17 @@ pub async fn run(a: Args, g: &GlobalOpts) -> anyhow::Result<()> {
                 events.drain(..skip);
             }
             super::print(g, &events, || render_events(&events, now))
+        }
+        What::Tasks(f) => {
+            let q = TaskQuery {
+                app: f.app,
+                state: f.state.map(Into::into),
+                kind: f.kind,
+                active: false,
+                limit: Some(f.limit.clamp(1, 5000)),
+            };
+            let tasks = client.list_tasks(&q).await?;
+            super::print(g, &tasks, || render_tasks(&tasks, now))
         }
         What::Tokens => {
             let tokens = client.all_tokens().await?;
@@ -480,6 +539,33 @@ pub fn render_events(events: &[Event], now: u64) -> String {
     t.render()
 }
 
+/// The tasks table: the step each is at and its progress.
+pub fn render_tasks(tasks: &[Task], now: u64) -> String {
+    if tasks.is_empty() {
+        return empty("tasks");
+    }
+    let mut t = Table::new([
+        "ID", "KIND", "OBJECT", "STATE", "STEP", "PROGRESS", "ACTOR", "AGE",
+    ]);
+    for k in tasks {
+        t.row([
+            k.id.clone(),
+            k.kind.clone(),
+            or_dash(&k.object),
+            super::follow::state_name(k.state).to_string(),
+            super::follow::step_label(k),
+            if k.state.is_terminal() {
+                "-".to_string()
+            } else {
+                super::follow::progress_label(k).unwrap_or_else(|| "-".into())
+            },
+            k.actor.clone(),
+            age(k.created_at_ms, now),
+        ]);
+    }
+    t.render()
+}
+
 /// The tokens table.
 pub fn render_tokens(tokens: &[Token], now: u64) -> String {
     if tokens.is_empty() {
@@ -570,6 +656,39 @@ pub(crate) mod tests {
         assert!(lines[3].starts_with("    h-1 "));
         assert!(lines[3].contains("4 / 16 cores (25%)"), "{out}");
         assert!(lines[3].contains("16 GiB / 64 GiB (25%)"), "{out}");
+    }
+
+    #[test]
+    fn tasks_table_shows_step_and_progress() {
+        use crate::cmd::follow::tests::task;
+        let mut running = task(
+            TaskState::Running,
+            &[
+                ("place", TaskState::Succeeded),
+                ("wait_running", TaskState::Running),
+            ],
+        );
+        running.progress = Some(jdos_types::task::Progress {
+            done: 2,
+            total: 4,
+            unit: "containers".into(),
+        });
+        let done = task(TaskState::Succeeded, &[("place", TaskState::Succeeded)]);
+        let out = render_tasks(&[running, done], 1_700_000_060_000);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        assert!(lines[0].starts_with("ID ") && lines[0].contains("PROGRESS"));
+        assert!(
+            lines[1].contains(" running ") && lines[1].contains("wait_running 2/2"),
+            "{out}"
+        );
+        assert!(lines[1].contains("2/4 containers"), "{out}");
+        assert!(
+            lines[2].contains(" succeeded ") && lines[2].contains(" done "),
+            "{out}"
+        );
+        assert!(lines[1].ends_with("60s"), "{out}");
+        assert_eq!(render_tasks(&[], 0), "No tasks found.\n");
     }
 
     #[test]

@@ -13,9 +13,11 @@ use axum::Json;
 use jdos_store::{json, Compare, TxnOp};
 use jdos_types::apply::{self, ApplyDiff, ApplyResult, ChangeKind, GroupChange};
 use jdos_types::spec::AppSpec;
-use jdos_types::{keys, App, Group, Role, Task, ValidationErrors};
+use jdos_types::{keys, App, Group, GroupKey, Role, Task, ValidationErrors};
+use jdos_workflow::TaskFilter;
 use serde::Deserialize;
 
+use super::tasks::workflow_error;
 use super::{Param, Route};
 use crate::auth::Caller;
 use crate::error::HttpError;
@@ -23,6 +25,7 @@ use crate::events::{Commit, EventDraft, Mutation};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::kv::{self, Versioned};
 use crate::openapi::Documented;
+use crate::ops::{self, DeleteGroupParams, DeployParams, RollingParams, ScaleParams};
 use crate::state::AppState;
 
 /// The routes of this resource.
@@ -138,11 +141,22 @@ pub async fn apply(
         if dry_run || result.diff.is_noop() {
             return Ok(result);
         }
-        let (m, tasks) = plan(st, caller, &app, &groups, &cur, &result.diff).await?;
+        let Some((m, tasks)) = plan(st, caller, &app, &groups, &cur, &result.diff).await? else {
+            return Ok(result);
+        };
         match st.events().commit(st.store(), m, st.now_ms()).await? {
             Commit::Done { .. } => {
+                if let Some(engine) = st.engine() {
+                    for t in &tasks {
+                        engine.record_submitted(t).await;
+                    }
+                }
+                tracing::info!(
+                    summary = %summary(&result.diff),
+                    tasks = tasks.len(),
+                    "applied"
+                );
                 result.tasks = tasks;
-                tracing::info!(summary = %summary(&result.diff), "applied");
                 return Ok(result);
             }
             Commit::Stale => continue,
@@ -188,8 +202,97 @@ fn reconcile_with_current(mut groups: Vec<Group>, cur: &Current) -> Result<Vec<G
     Ok(groups)
 }
 
+/// Most store operations one apply may commit, besides its event (etcd
+/// refuses transactions of more than 128 operations by default; the event
+/// and the event counter take two more).
+pub const MAX_APPLY_OPS: usize = 118;
+
+/// The tasks that converge one changed group: a `deploy` for a new group;
+/// a `scale` for a replica change, then a `rolling` update (25% of the
+/// replicas at a time, at least one) for a template change; a
+/// `delete_group` for a removed one, unless one is already under way.
+fn group_tasks(
+    change: &GroupChange,
+    caller: &Caller,
+    deleting: &[GroupKey],
+) -> Vec<jdos_workflow::NewTask> {
+    let actor = caller.name.as_str();
+    let key = change.key.clone();
+    let mut out = Vec::new();
+    match change.change {
+        ChangeKind::Unchanged => {}
+        ChangeKind::Create => out.push(
+            DeployParams {
+                group: key,
+                timeout_secs: None,
+            }
+            .task(actor),
+        ),
+        ChangeKind::Update => {
+            let replicas = change.new_replicas.unwrap_or(0);
+            if change.replicas_changed() {
+                out.push(
+                    ScaleParams {
+                        group: key.clone(),
+                        replicas,
+                        timeout_secs: None,
+                    }
+                    .task(actor),
+                );
+            }
+            if change.template_changed() {
+                out.push(
+                    RollingParams {
+                        group: key,
+                        max_unavailable: (replicas / 4).max(1),
+                        restart: false,
+                        // Written by the apply itself, with the group.
+                        template: None,
+                        timeout_secs: None,
+                    }
+                    .task(actor),
+                );
+            }
+        }
+        ChangeKind::Delete => {
+            if !deleting.contains(&key) {
+                out.push(
+                    DeleteGroupParams {
+                        group: key,
+                        timeout_secs: None,
+                    }
+                    .task(actor),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Groups of `app` an unfinished `delete_group` task is removing (their
+/// records stay until it ends: a re-apply must not queue another).
+async fn groups_being_deleted(
+    engine: &jdos_workflow::Engine,
+    app: &str,
+) -> Result<Vec<GroupKey>, HttpError> {
+    let filter = TaskFilter {
+        app: Some(app.to_string()),
+        kind: Some(ops::DELETE_GROUP.to_string()),
+        active_only: true,
+        ..Default::default()
+    };
+    let tasks = engine.list(&filter).await.map_err(workflow_error)?;
+    Ok(tasks
+        .into_iter()
+        .filter_map(|t| serde_json::from_value::<DeleteGroupParams>(t.params).ok())
+        .map(|p| p.group)
+        .collect())
+}
+
 /// The mutation of a real apply: app and changed groups written with
-/// compares on everything read; deleted groups removed.
+/// compares on everything read, and the tasks that converge the groups
+/// queued in the same transaction. `None` when there is nothing to write
+/// (the only changes are deletions already under way).
 async fn plan(
     st: &AppState,
     caller: &Caller,
@@ -197,9 +300,17 @@ async fn plan(
     groups: &[Group],
     cur: &Current,
     diff: &ApplyDiff,
-) -> Result<(Mutation, Vec<Task>), HttpError> {
+) -> Result<Option<(Mutation, Vec<Task>)>, HttpError> {
+    let engine = st.require_engine()?;
+    let deleting = if diff.groups.iter().any(|g| g.change == ChangeKind::Delete) {
+        groups_being_deleted(engine, &app.name).await?
+    } else {
+        Vec::new()
+    };
+    let now = st.now_ms();
     let mut compares = Vec::new();
     let mut ops = Vec::new();
+    let mut tasks = Vec::new();
     let app_key = keys::app(&app.name);
     match &cur.app {
         Some(c) => compares.push(Compare::mod_revision(app_key.as_str(), c.mod_revision)),
@@ -215,43 +326,48 @@ async fn plan(
             Some(c) => compares.push(Compare::mod_revision(key.as_str(), c.mod_revision)),
             None => compares.push(Compare::absent(key.as_str())),
         }
-        match change.change {
-            ChangeKind::Unchanged => {}
-            ChangeKind::Create | ChangeKind::Update => {
-                let g = groups
-                    .iter()
-                    .find(|g| g.key() == change.key)
-                    .ok_or_else(|| HttpError::internal("a changed group is not in the spec"))?;
-                ops.push(TxnOp::put(key.as_str(), json::encode(g)?));
-            }
-            ChangeKind::Delete => {
-                // INTEGRATION(workflow+ops): a group with containers is
-                // removed by a `delete_group` task (retire → wait gone →
-                // finalize, then the record). Until the engine lands only an
-                // empty group can go, and it goes at once.
-                if kv::any_under(st.store(), &keys::containers_of_group(&change.key)).await? {
-                    return Err(HttpError::conflict(format!(
-                        "group {} still has containers: scale it to 0 first",
-                        change.key
-                    ))
-                    .with_field("groups"));
-                }
-                ops.push(TxnOp::delete(key.as_str()));
-                ops.push(TxnOp::delete(keys::placement(&change.key)));
-            }
+        if matches!(change.change, ChangeKind::Create | ChangeKind::Update) {
+            let g = groups
+                .iter()
+                .find(|g| g.key() == change.key)
+                .ok_or_else(|| HttpError::internal("a changed group is not in the spec"))?;
+            ops.push(TxnOp::put(key.as_str(), json::encode(g)?));
         }
+        // A removed group's record stays until its `delete_group` task has
+        // removed its containers; the task then deletes it.
+        for mut req in group_tasks(change, caller, &deleting) {
+            req.department = Some(app.department.clone());
+            let (task, task_ops) = engine.prepare(req, now).map_err(workflow_error)?;
+            ops.extend(task_ops);
+            tasks.push(task);
+        }
+    }
+    if ops.is_empty() {
+        return Ok(None);
+    }
+    if ops.len() > MAX_APPLY_OPS || compares.len() > MAX_APPLY_OPS {
+        let mut e = ValidationErrors::new();
+        e.add(
+            "groups",
+            "too_many",
+            format!(
+                "this apply changes too many groups at once ({} store operations with its tasks, at most {MAX_APPLY_OPS} fit one transaction): delete removed groups first (`jdos delete group`) or apply the change in two steps",
+                ops.len()
+            ),
+        );
+        return Err(e.into());
     }
     let event = draft(st, caller, &app.name)
         .app(&app.name, &app.department)
         .message(summary(diff));
-    Ok((
+    Ok(Some((
         Mutation {
             compares,
             ops,
             event,
         },
-        Vec::new(),
-    ))
+        tasks,
+    )))
 }
 
 /// One line for the event: `app created; groups: 2 created, 1 scaled`.

@@ -21,6 +21,10 @@ pub struct Api {
 pub async fn api() -> Api {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let state = AppState::new(store);
+    // The engine is installed (apply and the operations queue tasks through
+    // it) but not started: tasks stay pending, as with a busy worker.
+    let cx = jdos_server::ops::OpsContext::new(&state);
+    jdos_server::ops::engine(&state, jdos_workflow::EngineConfig::new("test-worker"), &cx);
     let admin = auth::bootstrap_admin(&state, None)
         .await
         .unwrap()
