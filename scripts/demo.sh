@@ -57,7 +57,7 @@ host=$("$jdos" get hosts -o json | python3 -c 'import json,sys; print(json.load(
 run cordon host "$host"
 run describe host "$host"
 run uncordon host "$host"
-run net create prod-a --vlan 100 --subnet 10.100.0.0/24 --gateway 10.100.0.1 --zone prod --switch langfang-s1 --switch langfang-s2
+run net create prod-a --vlan 200 --subnet 10.100.0.0/24 --gateway 10.100.0.1 --zone prod --switch langfang-s1 --switch langfang-s2
 run net get
 run create token --name alice --role developer --department retail
 run apply -f examples/web.yaml --dry-run

@@ -64,16 +64,22 @@ pub fn progress_label(t: &Task) -> Option<String> {
     })
 }
 
-/// The bar's fill: the step's own progress when it reports one (the long
-/// steps do: containers running, containers rolled), else steps done.
+/// The bar's fill, in thousandths of the task: the steps done, plus the
+/// current step's share of its own progress when it reports one (the long
+/// steps do: containers running, containers rolled). Never goes back when
+/// a step ends and the next one starts.
 fn fill(t: &Task) -> (u64, u64) {
     if t.state == TaskState::Succeeded {
         return (1, 1);
     }
-    match &t.progress {
-        Some(p) if p.total > 0 && !t.state.is_terminal() => (p.done, p.total),
-        _ => (steps_done(t) as u64, t.steps.len() as u64),
+    let steps = t.steps.len().max(1) as u64;
+    let mut done = steps_done(t) as u64 * 1000;
+    if let Some(p) = t.progress.as_ref().filter(|p| p.total > 0) {
+        if !t.state.is_terminal() {
+            done += p.done.min(p.total) * 1000 / p.total;
+        }
     }
+    (done, steps * 1000)
 }
 
 /// One line per task:
@@ -278,8 +284,9 @@ pub(crate) mod tests {
             l.starts_with("deploy group web/production/web-lf  ["),
             "{l}"
         );
+        // 2 of 4 steps done and 3/5 of the third: 65%.
         assert!(
-            l.contains(&format!("[{}{}]", "#".repeat(18), ".".repeat(12))),
+            l.contains(&format!("[{}{}]", "#".repeat(19), ".".repeat(11))),
             "{l}"
         );
         assert!(l.ends_with("3/5 containers  wait_running 3/4"), "{l}");
