@@ -49,6 +49,10 @@ pub struct FailoverArgs {
     /// Print the report as JSON (same as `-o json`).
     #[arg(long)]
     pub json: bool,
+    /// Keep each agent's log (level from RUST_LOG, else info) in
+    /// DIR/<agent>.log, to see where a run's time went.
+    #[arg(long, value_name = "DIR")]
+    pub agent_logs: Option<PathBuf>,
 }
 
 /// One container of the lost host.
@@ -121,10 +125,18 @@ pub async fn run(a: FailoverArgs, g: &GlobalOpts) -> anyhow::Result<()> {
         Some(p) => p.clone(),
         None => std::env::current_exe().context("cannot find the jdos binary")?,
     };
+    let engine = bollard::Docker::connect_with_local_defaults()
+        .context("connect to the Docker engine")?
+        .negotiate_version()
+        .await
+        .context("the Docker engine does not answer")?;
+    if let Some(dir) = &a.agent_logs {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
     let mut runs = Vec::new();
     for run in 1..=a.runs {
         let tag = format!("fo{}r{run}", std::process::id());
-        let mut env = Env::new(&jdos, &tag, a.timeout);
+        let mut env = Env::new(&jdos, engine.clone(), &tag, a.timeout);
         let r = env.run_once(&a, run).await;
         env.cleanup().await;
         let r = r.with_context(|| format!("run {run}"))?;
@@ -220,6 +232,7 @@ struct Seen {
 /// Processes, files and engine objects of one run.
 struct Env {
     jdos: PathBuf,
+    engine: bollard::Docker,
     tag: String,
     dir: PathBuf,
     timeout: Duration,
@@ -231,9 +244,10 @@ struct Env {
 }
 
 impl Env {
-    fn new(jdos: &Path, tag: &str, timeout: Duration) -> Env {
+    fn new(jdos: &Path, engine: bollard::Docker, tag: &str, timeout: Duration) -> Env {
         Env {
             jdos: jdos.to_path_buf(),
+            engine,
             tag: tag.to_string(),
             dir: std::env::temp_dir().join(format!("jdos-bench-{tag}")),
             timeout,
@@ -413,6 +427,20 @@ impl Env {
         let root = self.dir.join(&name);
         std::fs::create_dir_all(root.join("l1"))?;
         std::fs::create_dir_all(root.join("l2"))?;
+        let log = match &a.agent_logs {
+            // Appended: the restarted agent writes after the killed one.
+            Some(dir) => {
+                let path = dir.join(format!("{name}.log"));
+                Stdio::from(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&path)
+                        .with_context(|| format!("open {}", path.display()))?,
+                )
+            }
+            None => Stdio::null(),
+        };
         let child = Command::new(&self.jdos)
             .args([
                 "agent",
@@ -443,11 +471,10 @@ impl Env {
             .arg(root.join("l2"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("start agent {name}"))?;
-        let _ = a;
         self.agents.insert(name, child);
         Ok(())
     }
@@ -527,48 +554,51 @@ impl Env {
         Ok(())
     }
 
-    /// Every container of the run's app as `docker inspect` shows it.
+    /// Every container of the run's app as the engine shows it: one
+    /// list call (labels, state and IPs are in the summary), not a `docker`
+    /// process per look, so polling every 100 ms does not compete with the
+    /// agents for the engine on a loaded machine.
     async fn inspect(&self) -> anyhow::Result<Vec<Seen>> {
-        let filter = format!("label=jdos.app={}", self.app());
-        let ids = docker(&["ps", "-aq", "--no-trunc", "--filter", &filter]).await?;
-        let ids: Vec<&str> = ids.split_whitespace().collect();
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut args = vec!["inspect"];
-        args.extend(&ids);
-        // A container removed between ps and inspect makes inspect fail:
-        // look again.
-        let Ok(out) = docker(&args).await else {
-            return Ok(Vec::new());
-        };
-        let v: serde_json::Value = serde_json::from_str(&out)?;
-        let mut seen = Vec::new();
-        for c in v.as_array().into_iter().flatten() {
-            let label = |k: &str| {
-                c["Config"]["Labels"][k]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            let ip = c["NetworkSettings"]["Networks"]
-                .as_object()
-                .and_then(|nets| {
-                    nets.values()
-                        .filter_map(|n| n["IPAddress"].as_str())
-                        .find(|ip| !ip.is_empty())
-                })
-                .unwrap_or_default()
-                .to_string();
-            seen.push(Seen {
-                docker_id: c["Id"].as_str().unwrap_or_default().to_string(),
-                instance: label("jdos.instance"),
-                host: label("jdos.host"),
-                ip,
-                running: c["State"]["Running"].as_bool().unwrap_or(false),
-            });
-        }
-        Ok(seen)
+        let filters: std::collections::HashMap<&str, Vec<String>> =
+            [("label", vec![format!("jdos.app={}", self.app())])].into();
+        let options = bollard::query_parameters::ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let listed = self
+            .engine
+            .list_containers(Some(options))
+            .await
+            .context("list the engine's containers")?;
+        Ok(listed
+            .into_iter()
+            .map(|c| {
+                let label = |k: &str| {
+                    c.labels
+                        .as_ref()
+                        .and_then(|l| l.get(k))
+                        .cloned()
+                        .unwrap_or_default()
+                };
+                let ip = c
+                    .network_settings
+                    .as_ref()
+                    .and_then(|n| n.networks.as_ref())
+                    .and_then(|nets| {
+                        nets.values()
+                            .filter_map(|n| n.ip_address.clone())
+                            .find(|ip| !ip.is_empty())
+                    })
+                    .unwrap_or_default();
+                Seen {
+                    docker_id: c.id.clone().unwrap_or_default(),
+                    instance: label("jdos.instance"),
+                    host: label("jdos.host"),
+                    ip,
+                    running: c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING),
+                }
+            })
+            .collect())
     }
 
     async fn wait_until<T, F, Fut>(&self, what: &str, mut f: F) -> anyhow::Result<T>

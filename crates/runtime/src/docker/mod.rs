@@ -63,7 +63,21 @@ pub struct DockerDriver {
     // Serializes ensure_network within this process: engines of API < 1.44
     // create a second network of the same name unless told CheckDuplicate.
     network_lock: tokio::sync::Mutex<()>,
+    // `list` inspects what the summary lacks (start time, exit code); a
+    // container still running since the last look needs no new inspect.
+    running: std::sync::Mutex<HashMap<String, Seen>>,
 }
+
+/// A running container as `list` last inspected it.
+#[derive(Debug, Clone)]
+struct Seen {
+    status: ContainerStatus,
+    at: std::time::Instant,
+}
+
+/// How long `list` trusts an inspect of a container that stays running
+/// (bounds what a restart behind jdos's back, e.g. `docker restart`, hides).
+const RUNNING_REUSE: Duration = Duration::from_secs(30);
 
 impl DockerDriver {
     /// Connects to the local engine (`DOCKER_HOST` or the default socket)
@@ -94,6 +108,7 @@ impl DockerDriver {
             api_version,
             ncpu,
             network_lock: tokio::sync::Mutex::new(()),
+            running: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -110,6 +125,15 @@ impl DockerDriver {
     /// The bollard client (for tests and tools).
     pub fn client(&self) -> &Docker {
         &self.docker
+    }
+
+    /// Forgets `list`'s inspect of container `name`: this driver is about
+    /// to change its state.
+    fn forget(&self, name: &str) {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, s| s.status.name != name);
     }
 
     /// The engine's container name of `id`.
@@ -153,18 +177,24 @@ impl DockerDriver {
             }
         }
         e.into_result()?;
-        match self.docker.inspect_image(&spec.image).await {
-            Ok(_) => {}
-            Err(err) if status_of(&err) == Some(404) => {
-                return Err(DriverError::NotFound {
+        // Three independent lookups: at once, so a create costs one engine
+        // round trip of checks, not three (it matters when a failover
+        // creates many containers on a loaded engine).
+        let image = async {
+            match self.docker.inspect_image(&spec.image).await {
+                Ok(_) => Ok(()),
+                Err(err) if status_of(&err) == Some(404) => Err(DriverError::NotFound {
                     kind: "image",
                     name: spec.image.clone(),
                     hint: "it is not on this engine and jdos does not pull: load or build it first (scripts/build-test-image.sh builds jdos-busybox:latest)".into(),
-                })
+                }),
+                Err(err) => Err(map_err("inspect image", err)),
             }
-            Err(err) => return Err(map_err("inspect image", err)),
-        }
-        if let Some(n) = &spec.network {
+        };
+        let network = async {
+            let Some(n) = &spec.network else {
+                return Ok(());
+            };
             let net = match self.docker.inspect_network(&n.docker_network, None).await {
                 Ok(net) => net,
                 Err(err) if status_of(&err) == Some(404) => {
@@ -179,17 +209,24 @@ impl DockerDriver {
                     n.docker_network, observed.subnets, n.ipv4, n.subnet
                 )));
             }
-        }
-        if let Some(existing) = self.inspect_raw(name).await? {
-            let st = status_from_inspect(&existing);
-            return Err(DriverError::Conflict(format!(
-                "a container named {name} already exists ({:?}, host {}, epoch {}): adopt it or destroy it first",
-                st.state,
-                st.host().unwrap_or("?"),
-                st.epoch().map_or("?".to_string(), |e| e.to_string())
-            )));
-        }
-        Ok(())
+            Ok(())
+        };
+        let name_free = async {
+            if let Some(existing) = self.inspect_raw(name).await? {
+                let st = status_from_inspect(&existing);
+                return Err(DriverError::Conflict(format!(
+                    "a container named {name} already exists ({:?}, host {}, epoch {}): adopt it or destroy it first",
+                    st.state,
+                    st.host().unwrap_or("?"),
+                    st.epoch().map_or("?".to_string(), |e| e.to_string())
+                )));
+            }
+            Ok(())
+        };
+        // The image's error first, then the network's, then the name's (as
+        // when they ran one after the other).
+        let (image, network, name_free) = tokio::join!(image, network, name_free);
+        image.and(network).and(name_free)
     }
 
     async fn find_network(
@@ -423,6 +460,7 @@ impl Driver for DockerDriver {
     #[instrument(skip_all, fields(container = %id))]
     async fn start(&self, id: &InstanceId) -> Result<(), DriverError> {
         let name = self.container_name(id);
+        self.forget(&name);
         match self.docker.start_container(&name, None).await {
             Ok(()) => Ok(()),
             Err(e) if status_of(&e) == Some(304) => Ok(()),
@@ -451,6 +489,7 @@ impl Driver for DockerDriver {
     #[instrument(skip_all, fields(container = %id))]
     async fn stop(&self, id: &InstanceId, grace: Duration) -> Result<(), DriverError> {
         let name = self.container_name(id);
+        self.forget(&name);
         let t = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
         let options = StopContainerOptionsBuilder::new().t(t).build();
         // The engine answers only once the container is down, which may take
@@ -477,6 +516,7 @@ impl Driver for DockerDriver {
     #[instrument(skip_all, fields(container = %id, remove_data = options.remove_data))]
     async fn destroy(&self, id: &InstanceId, options: DestroyOptions) -> Result<(), DriverError> {
         let name = self.container_name(id);
+        self.forget(&name);
         // L3 volumes are named in the container's mounts; read them before
         // the container is gone.
         let volumes: Vec<String> = match self.inspect_raw(&name).await? {
@@ -566,8 +606,32 @@ impl Driver for DockerDriver {
             .await
             .map_err(|e| map_err("list containers", e))?;
         // The summary lacks start times and exit codes: inspect each, a few
-        // at a time. A container removed in between is simply skipped.
-        let ids: Vec<String> = summaries.into_iter().filter_map(|s| s.id).collect();
+        // at a time, except those running since an inspect that saw them
+        // running (a pass per finished action would otherwise inspect every
+        // container of the host while the engine is busy starting new ones).
+        // A container removed in between is simply skipped.
+        let now = std::time::Instant::now();
+        let mut reused = Vec::new();
+        let mut ids = Vec::new();
+        {
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            let listed: std::collections::HashSet<&str> =
+                summaries.iter().filter_map(|s| s.id.as_deref()).collect();
+            // Gone from a listing that would show it: gone.
+            running
+                .retain(|id, s| listed.contains(id.as_str()) || !filter.matches(&s.status.labels));
+            for sm in &summaries {
+                let Some(id) = sm.id.clone() else { continue };
+                let still_running =
+                    sm.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING);
+                match running.get(&id) {
+                    Some(seen) if still_running && now.duration_since(seen.at) < RUNNING_REUSE => {
+                        reused.push(seen.status.clone())
+                    }
+                    _ => ids.push(id),
+                }
+            }
+        }
         let results: Vec<Result<Option<ContainerStatus>, DriverError>> =
             futures_util::stream::iter(ids)
                 .map(|id| async move {
@@ -579,6 +643,23 @@ impl Driver for DockerDriver {
                 .buffered(8)
                 .collect()
                 .await;
+        {
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            for s in results.iter().flatten().flatten() {
+                if s.state.is_running() {
+                    let seen = Seen {
+                        status: s.clone(),
+                        at: now,
+                    };
+                    running.insert(s.id.clone(), seen);
+                } else {
+                    running.remove(&s.id);
+                }
+            }
+        }
+        let results = results
+            .into_iter()
+            .chain(reused.into_iter().map(|s| Ok(Some(s))));
         let mut out = Vec::new();
         for r in results {
             if let Some(s) = r? {

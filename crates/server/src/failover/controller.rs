@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
@@ -91,6 +92,13 @@ pub struct Controller {
     down_at: HashMap<String, UnixMillis>,
     next_sweep_ms: UnixMillis,
     held_marked: HashMap<String, UnixMillis>,
+    // The earliest moment a judged host turns suspect or down, as of the
+    // last tick: `run` wakes then rather than up to a tick later.
+    next_due_ms: Option<UnixMillis>,
+}
+
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400)
 }
 
 /// How often crash-loop records of deleted containers are removed.
@@ -126,6 +134,7 @@ impl Controller {
             down_at: HashMap::new(),
             next_sweep_ms: watching_since + CRASH_SWEEP_MS,
             held_marked: HashMap::new(),
+            next_due_ms: None,
         }
     }
 
@@ -146,14 +155,21 @@ impl Controller {
         &self.st.failover().metrics
     }
 
-    /// Ticks until `stop` turns true.
+    /// Ticks until `stop` turns true: every `tick`, and also the moment a
+    /// host's silence reaches the suspect or down interval (a host is
+    /// declared down at its deadline, not up to a tick after it).
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let mut every = tokio::time::interval(self.cfg.tick);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let due = self.next_due_ms.map(|at| {
+                let wait = at.saturating_sub(self.st.now_ms());
+                tokio::time::Instant::now() + Duration::from_millis(wait)
+            });
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,
                 _ = every.tick() => {}
+                _ = tokio::time::sleep_until(due.unwrap_or_else(far_future)), if due.is_some() => {}
             }
             match self.tick().await {
                 Ok(r) if r != TickReport::default() => {
@@ -184,6 +200,17 @@ impl Controller {
             .iter()
             .map(|h| (h.value.name.clone(), verdict(&h.value)))
             .collect();
+        self.next_due_ms = hosts
+            .iter()
+            .filter_map(|h| {
+                judge::next_change(
+                    self.liveness.last_heartbeat(&h.value.name),
+                    self.watching_since,
+                    now,
+                    &t,
+                )
+            })
+            .min();
         let health = judge::datacenters(hosts.iter().map(|h| (&h.value, verdicts[&h.value.name])));
 
         // Brakes first, so that a host going down in a mass failure is held,

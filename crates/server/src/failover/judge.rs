@@ -57,6 +57,20 @@ pub fn verdict(
     }
 }
 
+/// When the verdict on a host last seen at `last_heartbeat` next worsens
+/// (suspect, then down) if no heartbeat comes; `None` once it is down.
+pub fn next_change(
+    last_heartbeat: Option<UnixMillis>,
+    watching_since: UnixMillis,
+    now: UnixMillis,
+    t: &HealthTimings,
+) -> Option<UnixMillis> {
+    let seen = last_heartbeat.unwrap_or(0).max(watching_since);
+    [seen + t.suspect_after_ms, seen + t.down_after_ms]
+        .into_iter()
+        .find(|at| *at > now)
+}
+
 /// True for hosts the controller judges: those an agent stands for. Hosts
 /// registered by hand or simulated by `jdos dev` never heartbeat.
 pub fn judged(host: &Host) -> bool {
@@ -184,6 +198,15 @@ mod tests {
         suspect_after_ms: 3_000,
         down_after_ms: 6_000,
     };
+
+    #[test]
+    fn the_next_change_is_the_next_deadline_still_ahead() {
+        assert_eq!(next_change(Some(10_000), 0, 11_000, &T), Some(13_000));
+        assert_eq!(next_change(Some(10_000), 0, 13_000, &T), Some(16_000));
+        assert_eq!(next_change(Some(10_000), 0, 16_000, &T), None);
+        // Never seen: counted from when watching began.
+        assert_eq!(next_change(None, 5_000, 5_000, &T), Some(8_000));
+    }
 
     #[test]
     fn heartbeat_age_gives_the_verdict() {
