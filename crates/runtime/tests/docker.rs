@@ -876,18 +876,18 @@ async fn a_stop_waits_out_a_grace_longer_than_the_client_timeout() -> Result<()>
     let storage = TierRoots::new(TierRoot::new(l1.path()), TierRoot::new(l2.path()));
     cleanup._dirs.push(l1);
     cleanup._dirs.push(l2);
-    // A 2 s request timeout stands in for bollard's default 2 minutes, so
-    // that a grace beyond it takes seconds, not minutes, to exercise.
+    let d = DockerDriver::connect(DockerConfig {
+        storage,
+        ..DockerConfig::default()
+    })
+    .await?;
+    // For the stop only: a 2 s request timeout stands in for bollard's
+    // default 2 minutes, so that a grace beyond it takes seconds, not
+    // minutes, to exercise (create and start keep the default: on a loaded
+    // engine a start alone can take more than 2 s).
     let client =
         bollard::Docker::connect_with_local_defaults()?.with_timeout(Duration::from_secs(2));
-    let d = DockerDriver::from_client(
-        client,
-        DockerConfig {
-            storage,
-            ..DockerConfig::default()
-        },
-    )
-    .await?;
+    let short = DockerDriver::from_client(client, DockerConfig::default()).await?;
     let net = network(x);
     d.ensure_network(&net, &NetworkRealization::bridge())
         .await?;
@@ -901,7 +901,7 @@ async fn a_stop_waits_out_a_grace_longer_than_the_client_timeout() -> Result<()>
     d.create(&s).await?;
     d.start(&s.instance).await?;
     let t0 = Instant::now();
-    d.stop(&s.instance, Duration::from_secs(4)).await?;
+    short.stop(&s.instance, Duration::from_secs(4)).await?;
     assert!(
         t0.elapsed() >= Duration::from_secs(3),
         "stopped after {:?}, before the grace ran out",

@@ -5,13 +5,14 @@
 //! timings; no deploy API exists yet, so the group is placed and published
 //! through the server's platform layer, as a deploy task would) and N
 //! `jdos agent` processes (`--driver docker --shared-engine`, one rack each),
-//! records each container's IP from `docker inspect`, then simulates a power
-//! loss: SIGKILL one agent *and* `docker kill` its containers. The clock runs
-//! from the kill until `docker inspect` shows every container of the lost
-//! host running on another host with its original IP. Then the killed agent
-//! is restarted under the same name, and the run checks that it destroys
-//! its stale copies and resurrects none. Everything the run created is
-//! removed at the end (containers, networks, processes, data dir).
+//! records each container's IP from the engine (its container list), then
+//! simulates a power loss: SIGKILL one agent *and* `docker kill` its
+//! containers. The clock runs from the kill until the engine shows every
+//! container of the lost host running on another host with its original IP.
+//! Then the killed agent is restarted under the same name, and the run
+//! checks that it destroys its stale copies and resurrects none. Everything
+//! the run created is removed at the end (containers, networks, processes,
+//! data dir).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -60,9 +61,9 @@ pub struct FailoverArgs {
 pub struct Moved {
     /// Instance id.
     pub id: String,
-    /// IP before the loss (docker inspect).
+    /// IP before the loss (from the engine).
     pub ip_before: String,
-    /// IP of the running replacement (docker inspect).
+    /// IP of the running replacement (from the engine).
     pub ip_after: String,
     /// Host it ran on.
     pub from: String,
@@ -79,7 +80,7 @@ pub struct RunReport {
     pub victim: String,
     /// Containers it ran.
     pub moved: Vec<Moved>,
-    /// Seconds from the kill to the last replacement running (docker inspect).
+    /// Seconds from the kill to the last replacement running (as the engine shows it).
     pub seconds: f64,
     /// Seconds from the kill to the server's `host.down` event.
     pub detect_seconds: f64,
@@ -219,7 +220,7 @@ pub fn render(r: &FailoverReport) -> String {
     )
 }
 
-/// One container as `docker inspect` shows it.
+/// One container as the engine lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Seen {
     docker_id: String,
