@@ -32,6 +32,14 @@ pub trait Driver: Send + Sync {
     /// Short name (`docker`, `fake`).
     fn name(&self) -> &'static str;
 
+    /// Whether a container's address is reachable from this host, so tcp
+    /// and http health probes can connect to it. The fake driver's
+    /// containers have no network stack: their probes are answered like an
+    /// exec probe, and nothing is sent to their (made-up) addresses.
+    fn addresses_reachable(&self) -> bool {
+        true
+    }
+
     /// Makes sure the host can attach containers to `network`: creates the
     /// engine network, or reuses a matching one; a conflicting one is a
     /// `Conflict` and is never changed.

@@ -272,6 +272,10 @@ impl Driver for FakeDriver {
         "fake"
     }
 
+    fn addresses_reachable(&self) -> bool {
+        false
+    }
+
     async fn ensure_network(
         &self,
         network: &Network,
@@ -633,6 +637,41 @@ mod tests {
             ip.parse().unwrap(),
         ));
         s
+    }
+
+    #[tokio::test]
+    async fn network_probes_are_answered_by_the_fake_not_sent() {
+        use crate::health::probe;
+        use crate::spec::{HealthCheck, Probe};
+        let d = FakeDriver::new();
+        let n = net("n1", "10.9.0.0/24", "10.9.0.1");
+        d.ensure_network(&n, &NetworkRealization::bridge())
+            .await
+            .unwrap();
+        // A documentation address (TEST-NET-3): a probe that really
+        // connected would hang until its timeout, not answer at once.
+        let s = spec(0, "h1", &n, "10.9.0.5");
+        d.create(&s).await.unwrap();
+        d.start(&s.instance).await.unwrap();
+        let ip = Some("203.0.113.9".parse().unwrap());
+        let mut check = HealthCheck::new(Probe::Http {
+            port: 80,
+            path: "/".into(),
+        });
+        check.timeout_ms = 60_000;
+        let t0 = std::time::Instant::now();
+        assert!(probe(&check, ip, &d, &s.instance).await.is_healthy());
+        d.set_exec_result(
+            &s.instance,
+            ExecOutput {
+                exit_code: 1,
+                stdout: String::new(),
+                stderr: "refused".into(),
+            },
+        );
+        check.probe = Probe::Tcp { port: 80 };
+        assert!(!probe(&check, ip, &d, &s.instance).await.is_healthy());
+        assert!(t0.elapsed() < Duration::from_secs(5));
     }
 
     #[tokio::test]
