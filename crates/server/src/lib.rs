@@ -24,6 +24,7 @@ pub mod extract;
 pub mod failover;
 pub mod hooks;
 pub mod kv;
+pub mod leader;
 pub mod liveness;
 pub mod metrics;
 pub mod monitoring;

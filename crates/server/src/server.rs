@@ -112,6 +112,9 @@ pub struct ServerHandle {
     /// The workflow worker: awaited on stop, so that the store is released
     /// when `wait` returns (a restart in the same process reopens it).
     engine_task: JoinHandle<()>,
+    /// The singleton controllers' elections: awaited on stop, so that the
+    /// leader locks are released (a peer takes over at once).
+    electors: Vec<crate::leader::Elector>,
 }
 
 impl ServerHandle {
@@ -154,6 +157,9 @@ impl ServerHandle {
         let _ = self.stop.send(true);
         if let Err(e) = self.engine_task.await {
             tracing::warn!(error = %e, "the workflow engine stopped abnormally");
+        }
+        for e in self.electors {
+            e.join().await;
         }
         served
     }
@@ -249,7 +255,18 @@ pub async fn start_with_store(
     };
     let engine_task = engine.start(stop.subscribe());
     tracing::info!(worker = %engine.config().worker_id, kinds = ?engine.kinds(), "workflow engine started");
-    crate::failover::start(&state, config.failover.clone(), stop.subscribe());
+    // The failover controller, the autoscaler and the alert evaluator act
+    // only in the server that leads each (several servers may share a store).
+    let lead = |name: &str, start: Starter| {
+        let cfg = crate::leader::LeaderConfig::default();
+        crate::leader::spawn(&state, name, &worker_id, cfg, stop.subscribe(), start)
+    };
+    let mut electors = Vec::new();
+    let (st, failover) = (state.clone(), config.failover.clone());
+    electors.push(lead(
+        crate::leader::FAILOVER,
+        Box::new(move |stop| crate::failover::start(&st, failover.clone(), stop)),
+    ));
     // Drains a previous process left running go on (every step is idempotent).
     crate::failover::drain::resume_all(&state).await?;
     tokio::spawn(maintain_tsdb(state.clone(), stop.subscribe()));
@@ -261,9 +278,17 @@ pub async fn start_with_store(
             c
         }
     };
-    autoscaler.start(state.downgrade(), stop.subscribe());
-    tracing::info!(sync = ?config.autoscale.sync_period, "autoscaling controller started");
-    spawn_alerting(&state, config.alerting, stop.subscribe());
+    let weak = state.downgrade();
+    electors.push(lead(
+        crate::leader::AUTOSCALE,
+        Box::new(move |stop| autoscaler.start(weak.clone(), stop)),
+    ));
+    tracing::info!(sync = ?config.autoscale.sync_period, "autoscaling controller elected");
+    let (st, alerting) = (state.clone(), config.alerting);
+    electors.push(lead(
+        crate::leader::ALERTING,
+        Box::new(move |stop| spawn_alerting(&st, alerting, stop)),
+    ));
     let remote_task = config.remote_write.clone().map(|c| {
         tracing::info!(url = %c.url, "remote write enabled");
         let w = crate::remote_write::RemoteWriter::new(c);
@@ -307,6 +332,7 @@ pub async fn start_with_store(
         stop,
         task,
         engine_task,
+        electors,
     })
 }
 
@@ -343,7 +369,7 @@ fn spawn_alerting(
     state: &AppState,
     config: crate::alerting::AlertingConfig,
     stopped: watch::Receiver<bool>,
-) {
+) -> JoinHandle<()> {
     use crate::alerting::{deliver::Dispatcher, source, Evaluator};
     let tsdb = state.tsdb().clone();
     let metrics = source::TsdbSource::new(move |q| source::window_on(&tsdb.read(), q));
@@ -353,8 +379,11 @@ fn spawn_alerting(
         Arc::new(Dispatcher::new()),
         config,
     );
-    Arc::new(evaluator).spawn(stopped);
+    Arc::new(evaluator).spawn(stopped)
 }
+
+/// Starts a controller task when its server takes the lead.
+type Starter = Box<dyn FnMut(watch::Receiver<bool>) -> JoinHandle<()> + Send>;
 
 /// How often released addresses whose quarantine ended are cleaned up.
 const QUARANTINE_SWEEP: std::time::Duration = std::time::Duration::from_secs(60);
