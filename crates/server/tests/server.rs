@@ -307,3 +307,73 @@ async fn restart_rebuilds_the_ipam_index_before_serving() {
     );
     h.shutdown().await;
 }
+
+/// Two servers on one store: one leads each singleton controller (and
+/// `GET /api/v1/failover` says which); when it stops, the other takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_on_one_store_elect_one_leader_and_hand_over_at_stop() {
+    use jdos_server::leader;
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = |dir: &std::path::Path, id: &str| {
+        let mut c = config(dir);
+        c.store_url = Some("memory://".into());
+        c.worker_id = Some(id.into());
+        jdos_server::start_with_store(c, AppState::new(store.clone()))
+    };
+    let holders = || async {
+        let mut h = Vec::new();
+        for c in [leader::FAILOVER, leader::AUTOSCALE, leader::ALERTING] {
+            let rec = leader::current(store.as_ref(), c).await.unwrap();
+            h.push(rec.map(|r| r.holder));
+        }
+        h
+    };
+    let s1 = server(d1.path(), "s1").await.unwrap();
+    let token = s1.admin_token.clone().unwrap();
+    let t0 = std::time::Instant::now();
+    while holders().await != vec![Some("s1".to_string()); 3] {
+        assert!(t0.elapsed().as_secs() < 5, "s1 alone takes every lead");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let s2 = server(d2.path(), "s2").await.unwrap();
+    let client = reqwest::Client::new();
+    let led_by = |url: String| {
+        let (client, token) = (client.clone(), token.clone());
+        async move {
+            let v: Value = client
+                .get(format!("{url}/api/v1/failover"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["leader"].as_str().map(str::to_string)
+        }
+    };
+    // A second server keeps out.
+    tokio::time::sleep(leader::LeaderConfig::default().period()).await;
+    assert_eq!(holders().await, vec![Some("s1".to_string()); 3]);
+    assert_eq!(led_by(s1.url()).await.as_deref(), Some("s1"));
+    assert_eq!(led_by(s2.url()).await.as_deref(), Some("s1"));
+
+    let url2 = s2.url();
+    s1.shutdown().await;
+    let period = leader::LeaderConfig::default().period();
+    let t0 = std::time::Instant::now();
+    while led_by(url2.clone()).await.as_deref() != Some("s2") {
+        assert!(
+            t0.elapsed() < period + std::time::Duration::from_secs(1),
+            "s2 took over within one period"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let t0 = std::time::Instant::now();
+    while holders().await != vec![Some("s2".to_string()); 3] {
+        assert!(t0.elapsed() < period + std::time::Duration::from_secs(1));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    s2.shutdown().await;
+}

@@ -64,6 +64,10 @@ pub struct FailoverStatus {
     pub brakes: Vec<Brake>,
     /// Containers currently moved for crash-looping.
     pub crash_loops: Vec<CrashLoop>,
+    /// The server whose controller acts (the holder of its leader lock);
+    /// `None` while no server leads.
+    #[serde(default)]
+    pub leader: Option<String>,
 }
 
 /// `POST /api/v1/failover/resume`.

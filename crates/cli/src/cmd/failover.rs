@@ -59,6 +59,10 @@ pub fn render_status(s: &FailoverStatus, now: u64) -> String {
         s.brake_min_hosts,
         s.crash_loop_max_hosts,
     );
+    match &s.leader {
+        Some(l) => out.push_str(&format!("leader: {l} (its controller acts)\n\n")),
+        None => out.push_str("leader: none (no server's controller acts)\n\n"),
+    }
     if s.brakes.is_empty() {
         out.push_str("no brakes: every datacenter evacuates down hosts\n");
     } else {
@@ -120,8 +124,10 @@ mod tests {
             crash_loop_max_hosts: 3,
             brakes: Vec::new(),
             crash_loops: Vec::new(),
+            leader: Some("server-1".into()),
         };
         let text = render_status(&s, 0);
+        assert!(text.contains("leader: server-1"), "{text}");
         assert!(text.contains("down after 6.0 s"), "{text}");
         assert!(text.contains("no brakes"), "{text}");
         s.brakes.push(Brake {

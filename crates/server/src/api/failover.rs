@@ -85,7 +85,7 @@ async fn status_handler(
     Ok(Json(status(&st).await?))
 }
 
-/// The controller's settings, brakes and crash-loop records.
+/// The controller's settings, brakes, crash-loop records and leader.
 pub async fn status(st: &AppState) -> Result<FailoverStatus, HttpError> {
     let c = st.failover().config();
     Ok(FailoverStatus {
@@ -96,6 +96,9 @@ pub async fn status(st: &AppState) -> Result<FailoverStatus, HttpError> {
         crash_loop_max_hosts: c.crash_loop_max_hosts,
         brakes: crate::failover::brakes(st).await?,
         crash_loops: kv::list_all(st.store(), keys::FAILOVER_CRASH_LOOPS).await?,
+        leader: crate::leader::current(st.store(), crate::leader::FAILOVER)
+            .await?
+            .map(|r| r.holder),
     })
 }
 
@@ -169,6 +172,7 @@ impl Documented for FailoverStatus {
                 given_up: false,
                 updated_at_ms: 1_700_000_000_000,
             }],
+            leader: Some("server-1".into()),
         }
     }
 }
