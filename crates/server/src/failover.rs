@@ -26,10 +26,11 @@
 //!   moved to another host; after `crash_loop_max_hosts` hosts it is given up
 //!   (phase failed, failure event).
 //!
-//! One controller runs per server. With several servers it must run under a
-//! leader lock in `keys::LOCKS` (one judge of liveness, or two servers would
-//! bump epochs and evacuate twice); liveness is in memory, so the leader
-//! must also be the server the agents heartbeat to, or share the table.
+//! With several servers on one store only the holder of the `failover`
+//! leader lock runs it (`crate::leader`: one judge of liveness, or two
+//! servers would bump epochs and evacuate twice). Liveness is still in
+//! memory, so the leader must also be the server the agents heartbeat to;
+//! sharing the table is not built.
 
 pub mod drain;
 pub mod judge;
