@@ -12,229 +12,20 @@
 //! Every name carries the test name and the process id; containers,
 //! networks, processes and files are removed even when an assertion fails.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const JDOS: &str = env!("CARGO_BIN_EXE_jdos");
-const IMAGE: &str = "jdos-busybox:latest";
-
-fn docker_available() -> bool {
-    Command::new("docker")
-        .args(["image", "inspect", IMAGE])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn docker(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("docker")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
-/// One container as `docker inspect` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Seen {
-    docker_id: String,
-    instance: String,
-    host: String,
-    ip: String,
-    running: bool,
-}
-
-/// A server, its agents, and everything they create: torn down on drop.
-struct Cluster {
-    tag: String,
-    dir: tempfile::TempDir,
-    rt: tokio::runtime::Runtime,
-    server: Option<jdos_server::ServerHandle>,
-    agents: BTreeMap<String, Child>,
-    addr: String,
-    token: String,
-    join_token: String,
-}
+use support::{docker, docker_available, Cluster, Seen, IMAGE};
 
 impl Cluster {
-    fn start(test: &str, agents: u32) -> Cluster {
-        let tag = format!("{test}{}", std::process::id());
-        let dir = tempfile::tempdir().unwrap();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let config = jdos_server::ServerConfig::new(
-            "127.0.0.1:0".parse().unwrap(),
-            dir.path().join("server"),
-        );
-        let server = rt
-            .block_on(jdos_server::start(config))
-            .expect("start the server");
-        let mut c = Cluster {
-            tag,
-            addr: server.url(),
-            token: server.admin_token.clone().expect("first start"),
-            join_token: server.join_token.clone(),
-            dir,
-            rt,
-            server: Some(server),
-            agents: BTreeMap::new(),
-        };
-        for i in 0..agents {
-            c.start_agent(i);
-        }
-        c.wait("the agents to register", Duration::from_secs(60), || {
-            let out = c.jdos(&["get", "hosts", "-o", "json"]).ok()?;
-            let v: serde_json::Value = serde_json::from_str(&out).ok()?;
-            let ready = v
-                .as_array()
-                .or_else(|| v["items"].as_array())?
-                .iter()
-                .filter(|h| h["state"] == "ready" && h["datacenter"] == c.tag.as_str())
-                .count();
-            (ready == agents as usize).then_some(())
-        });
-        c
-    }
-
-    fn agent_name(&self, i: u32) -> String {
-        format!("{}-h{i}", self.tag)
-    }
-
-    fn start_agent(&mut self, i: u32) {
-        let name = self.agent_name(i);
-        let root = self.dir.path().join(&name);
-        std::fs::create_dir_all(root.join("l1")).unwrap();
-        std::fs::create_dir_all(root.join("l2")).unwrap();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.agent_log(&name))
-            .unwrap();
-        let child = Command::new(JDOS)
-            .args([
-                "agent",
-                "--server",
-                &self.addr,
-                "--join-token",
-                &self.join_token,
-            ])
-            .args([
-                "--name",
-                &name,
-                "--datacenter",
-                &self.tag,
-                "--switch",
-                "sw1",
-            ])
-            .args([
-                "--rack",
-                &format!("r{i}"),
-                "--driver",
-                "docker",
-                "--shared-engine",
-            ])
-            .args(["--cpu", "8", "--memory", "8GiB"])
-            .arg("--l1-root")
-            .arg(root.join("l1"))
-            .arg("--l2-root")
-            .arg(root.join("l2"))
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            // Appended across restarts; shown when a wait times out.
-            .stderr(log)
-            .spawn()
-            .expect("spawn jdos agent");
-        self.agents.insert(name, child);
-    }
-
-    fn agent_log(&self, name: &str) -> std::path::PathBuf {
-        self.dir.path().join(format!("{name}.log"))
-    }
-
-    /// The last lines of every agent's log (for a failed wait).
-    fn agent_logs(&self) -> String {
-        let mut out = String::new();
-        for i in 0.. {
-            let name = self.agent_name(i);
-            let Ok(log) = std::fs::read_to_string(self.agent_log(&name)) else {
-                break;
-            };
-            let lines: Vec<&str> = log.lines().collect();
-            out += &format!("--- {name} (last 40 lines)\n");
-            for l in &lines[lines.len().saturating_sub(40)..] {
-                out += l;
-                out.push('\n');
-            }
-        }
-        out
-    }
-
-    /// SIGKILL, as a power loss: no chance to stop anything.
-    fn kill_agent(&mut self, name: &str) {
-        let mut c = self.agents.remove(name).expect("agent running");
-        c.kill().unwrap();
-        c.wait().unwrap();
-    }
-
-    /// Runs `jdos ARGS` against the cluster; stdout, or stderr as the error.
-    fn jdos(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new(JDOS)
-            .args(args)
-            .env("JDOS_ADDR", &self.addr)
-            .env("JDOS_TOKEN", &self.token)
-            .env("JDOS_CONFIG", self.dir.path().join("config.json"))
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(format!(
-                "jdos {args:?}: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    }
-
-    fn network(&self) -> String {
-        format!("{}-net", self.tag)
-    }
-
     /// A network `10.<net>.x.0/24` on `sw1` and one group of `n` sleepers
     /// spread over the hosts, placed and published through the platform
-    /// layer. Each test passes its own `net`: the tests of this file run at
-    /// once on one engine, which refuses a second network over a subnet in
-    /// use (the agents would retry until the other test removed its own).
+    /// layer.
     fn deploy(&self, net: u8, n: u32, max_per_host: u32) {
-        let octet = 16 + std::process::id() % 200;
-        let vlan = (2000 + std::process::id() % 1000).to_string();
-        let subnet = format!("10.{net}.{octet}.0/24");
+        self.create_network(net, 2000);
         let net = self.network();
-        self.jdos(&[
-            "net", "create", &net, "--vlan", &vlan, "--subnet", &subnet, "--switch", "sw1",
-        ])
-        .unwrap();
-        let st = self.server.as_ref().unwrap().state().clone();
-        let app = jdos_types::App {
-            name: self.tag.clone(),
-            owner: "e2e".into(),
-            department: "e2e".into(),
-            business_level: Default::default(),
-            description: String::new(),
-            labels: Default::default(),
-            created_at_ms: 0,
-        };
         let group = jdos_types::Group {
             app: self.tag.clone(),
             env: "e2e".into(),
@@ -255,23 +46,9 @@ impl Cluster {
             },
             autoscaling: None,
         };
+        self.put_app_and_group(&group);
+        let st = self.state();
         self.rt.block_on(async {
-            st.store()
-                .put(
-                    &jdos_types::keys::app(&app.name),
-                    serde_json::to_vec(&app).unwrap(),
-                    None,
-                )
-                .await
-                .unwrap();
-            st.store()
-                .put(
-                    &jdos_types::keys::group(&group.key()),
-                    serde_json::to_vec(&group).unwrap(),
-                    None,
-                )
-                .await
-                .unwrap();
             let placed = st.platform().place_missing(&group, n).await.unwrap();
             let ids: Vec<_> = placed.iter().map(|c| c.id.clone()).collect();
             st.platform().publish(&group, &ids).await.unwrap();
@@ -280,96 +57,6 @@ impl Cluster {
             let seen = self.inspect();
             (seen.iter().filter(|s| s.running).count() == n as usize).then_some(())
         });
-    }
-
-    /// Every container of the cluster's app, from `docker inspect`.
-    fn inspect(&self) -> Vec<Seen> {
-        let filter = format!("label=jdos.app={}", self.tag);
-        let Ok(ids) = docker(&["ps", "-aq", "--no-trunc", "--filter", &filter]) else {
-            return Vec::new();
-        };
-        let ids: Vec<&str> = ids.split_whitespace().collect();
-        if ids.is_empty() {
-            return Vec::new();
-        }
-        let mut args = vec!["inspect"];
-        args.extend(&ids);
-        // A container removed between ps and inspect fails the inspect.
-        let Ok(out) = docker(&args) else {
-            return self.inspect();
-        };
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|c| {
-                let label = |k: &str| {
-                    c["Config"]["Labels"][k]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string()
-                };
-                Seen {
-                    docker_id: c["Id"].as_str().unwrap().to_string(),
-                    instance: label("jdos.instance"),
-                    host: label("jdos.host"),
-                    ip: c["NetworkSettings"]["Networks"]
-                        .as_object()
-                        .and_then(|n| {
-                            n.values()
-                                .filter_map(|x| x["IPAddress"].as_str())
-                                .find(|ip| !ip.is_empty())
-                        })
-                        .unwrap_or_default()
-                        .to_string(),
-                    running: c["State"]["Running"].as_bool().unwrap_or(false),
-                }
-            })
-            .collect()
-    }
-
-    fn wait<T>(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(v) = f() {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {} s waiting for {what}; containers: {:#?}\nagent logs:\n{}",
-                timeout.as_secs(),
-                self.inspect(),
-                self.agent_logs()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for (_, mut c) in std::mem::take(&mut self.agents) {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if let Some(s) = self.server.take() {
-            self.rt.block_on(s.shutdown());
-        }
-        let filter = format!("label=jdos.app={}", self.tag);
-        if let Ok(ids) = docker(&["ps", "-aq", "--filter", &filter]) {
-            let ids: Vec<&str> = ids.split_whitespace().collect();
-            if !ids.is_empty() {
-                let mut args = vec!["rm", "-f"];
-                args.extend(&ids);
-                let _ = docker(&args);
-            }
-        }
-        let nf = format!("label=jdos.network={}", self.network());
-        if let Ok(ids) = docker(&["network", "ls", "-q", "--filter", &nf]) {
-            for id in ids.split_whitespace() {
-                let _ = docker(&["network", "rm", id]);
-            }
-        }
     }
 }
 

@@ -13,147 +13,15 @@
 //! Every name carries the test name and the process id; containers,
 //! networks, processes and files are removed even when an assertion fails.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const JDOS: &str = env!("CARGO_BIN_EXE_jdos");
-const IMAGE: &str = "jdos-busybox:latest";
-
-fn docker_available() -> bool {
-    Command::new("docker")
-        .args(["image", "inspect", IMAGE])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn docker(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("docker")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
-/// One container as `docker inspect` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Seen {
-    docker_id: String,
-    instance: String,
-    ip: String,
-    running: bool,
-}
-
-struct Cluster {
-    tag: String,
-    dir: tempfile::TempDir,
-    rt: tokio::runtime::Runtime,
-    server: Option<jdos_server::ServerHandle>,
-    agents: Vec<Child>,
-    addr: String,
-    token: String,
-}
+use support::{docker_available, Cluster, Seen, IMAGE};
 
 impl Cluster {
-    fn start(test: &str, agents: u32) -> Cluster {
-        let tag = format!("{test}{}", std::process::id());
-        let dir = tempfile::tempdir().unwrap();
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let config = jdos_server::ServerConfig::new(
-            "127.0.0.1:0".parse().unwrap(),
-            dir.path().join("server"),
-        );
-        let server = rt
-            .block_on(jdos_server::start(config))
-            .expect("start the server");
-        let join = server.join_token.clone();
-        let mut c = Cluster {
-            tag,
-            addr: server.url(),
-            token: server.admin_token.clone().expect("first start"),
-            dir,
-            rt,
-            server: Some(server),
-            agents: Vec::new(),
-        };
-        for i in 0..agents {
-            let name = format!("{}-h{i}", c.tag);
-            let root = c.dir.path().join(&name);
-            std::fs::create_dir_all(root.join("l1")).unwrap();
-            std::fs::create_dir_all(root.join("l2")).unwrap();
-            let log = std::fs::File::create(c.dir.path().join(format!("{name}.log"))).unwrap();
-            let child = Command::new(JDOS)
-                .args(["agent", "--server", &c.addr, "--join-token", &join])
-                .args(["--name", &name, "--datacenter", &c.tag, "--switch", "sw1"])
-                .args([
-                    "--rack",
-                    &format!("r{i}"),
-                    "--driver",
-                    "docker",
-                    "--shared-engine",
-                ])
-                .args(["--cpu", "8", "--memory", "8GiB"])
-                .arg("--l1-root")
-                .arg(root.join("l1"))
-                .arg("--l2-root")
-                .arg(root.join("l2"))
-                .env("RUST_LOG", "info")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("spawn jdos agent");
-            c.agents.push(child);
-        }
-        c.wait("the agents to register", Duration::from_secs(60), || {
-            let out = c.jdos(&["get", "hosts", "-o", "json"]).ok()?;
-            let v: serde_json::Value = serde_json::from_str(&out).ok()?;
-            let ready = v
-                .as_array()
-                .or_else(|| v["items"].as_array())?
-                .iter()
-                .filter(|h| h["state"] == "ready" && h["datacenter"] == c.tag.as_str())
-                .count();
-            (ready == agents as usize).then_some(())
-        });
-        c
-    }
-
-    fn jdos(&self, args: &[&str]) -> Result<String, String> {
-        let out = Command::new(JDOS)
-            .args(args)
-            .env("JDOS_ADDR", &self.addr)
-            .env("JDOS_TOKEN", &self.token)
-            .env("JDOS_CONFIG", self.dir.path().join("config.json"))
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(format!(
-                "jdos {args:?}: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    }
-
-    fn network(&self) -> String {
-        format!("{}-net", self.tag)
-    }
-
     fn group(&self) -> jdos_types::Group {
         let mut check = jdos_types::workload::HealthCheck::new(jdos_types::workload::Probe::Http {
             port: 80,
@@ -192,7 +60,7 @@ impl Cluster {
 
     /// Runs a scale task to `replicas` as `POST …/scale` submits it.
     fn scale(&self, replicas: u32) -> jdos_types::Task {
-        let st = self.server.as_ref().unwrap().state().clone();
+        let st = self.state();
         let group = self.group();
         self.rt.block_on(async {
             let engine = st.require_engine().unwrap().clone();
@@ -208,132 +76,10 @@ impl Cluster {
         })
     }
 
+    /// The network (`10.<net>.x.0/24`), the app and the group at 0 replicas.
     fn setup(&self, net: u8) {
-        let octet = 16 + std::process::id() % 200;
-        let vlan = (3000 + std::process::id() % 1000).to_string();
-        let subnet = format!("10.{net}.{octet}.0/24");
-        self.jdos(&[
-            "net",
-            "create",
-            &self.network(),
-            "--vlan",
-            &vlan,
-            "--subnet",
-            &subnet,
-            "--switch",
-            "sw1",
-        ])
-        .unwrap();
-        let st = self.server.as_ref().unwrap().state().clone();
-        let app = jdos_types::App {
-            name: self.tag.clone(),
-            owner: "e2e".into(),
-            department: "e2e".into(),
-            business_level: Default::default(),
-            description: String::new(),
-            labels: Default::default(),
-            created_at_ms: 0,
-        };
-        let group = self.group();
-        self.rt.block_on(async {
-            for (k, v) in [
-                (
-                    jdos_types::keys::app(&app.name),
-                    serde_json::to_vec(&app).unwrap(),
-                ),
-                (
-                    jdos_types::keys::group(&group.key()),
-                    serde_json::to_vec(&group).unwrap(),
-                ),
-            ] {
-                st.store().put(&k, v, None).await.unwrap();
-            }
-        });
-    }
-
-    /// Every container of the cluster's app, by instance, from `docker inspect`.
-    fn inspect(&self) -> BTreeMap<String, Seen> {
-        let filter = format!("label=jdos.app={}", self.tag);
-        let Ok(ids) = docker(&["ps", "-aq", "--no-trunc", "--filter", &filter]) else {
-            return BTreeMap::new();
-        };
-        let ids: Vec<&str> = ids.split_whitespace().collect();
-        if ids.is_empty() {
-            return BTreeMap::new();
-        }
-        let mut args = vec!["inspect"];
-        args.extend(&ids);
-        let Ok(out) = docker(&args) else {
-            return self.inspect();
-        };
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|c| {
-                let instance = c["Config"]["Labels"]["jdos.instance"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                let seen = Seen {
-                    docker_id: c["Id"].as_str().unwrap().to_string(),
-                    instance: instance.clone(),
-                    ip: c["NetworkSettings"]["Networks"]
-                        .as_object()
-                        .and_then(|n| {
-                            n.values()
-                                .filter_map(|x| x["IPAddress"].as_str())
-                                .find(|ip| !ip.is_empty())
-                        })
-                        .unwrap_or_default()
-                        .to_string(),
-                    running: c["State"]["Running"].as_bool().unwrap_or(false),
-                };
-                (instance, seen)
-            })
-            .collect()
-    }
-
-    fn wait<T>(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(v) = f() {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {} s waiting for {what}",
-                timeout.as_secs()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for c in &mut self.agents {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if let Some(s) = self.server.take() {
-            self.rt.block_on(s.shutdown());
-        }
-        let filter = format!("label=jdos.app={}", self.tag);
-        if let Ok(ids) = docker(&["ps", "-aq", "--filter", &filter]) {
-            let ids: Vec<&str> = ids.split_whitespace().collect();
-            if !ids.is_empty() {
-                let mut args = vec!["rm", "-f"];
-                args.extend(&ids);
-                let _ = docker(&args);
-            }
-        }
-        let nf = format!("label=jdos.network={}", self.network());
-        if let Ok(ids) = docker(&["network", "ls", "-q", "--filter", &nf]) {
-            for id in ids.split_whitespace() {
-                let _ = docker(&["network", "rm", id]);
-            }
-        }
+        self.create_network(net, 3000);
+        self.put_app_and_group(&self.group());
     }
 }
 
@@ -403,7 +149,7 @@ fn twenty_httpd_replicas_answer_on_their_ips_and_keep_them_through_40_and_back()
         records.iter().all(|r| r["phase"] == "running"),
         "{records:#?}"
     );
-    let at20 = c.inspect();
+    let at20 = c.inspect_by_instance();
     assert_eq!(at20.len(), 20);
     assert!(at20.values().all(|s| s.running));
     for r in &records {
@@ -427,7 +173,7 @@ fn twenty_httpd_replicas_answer_on_their_ips_and_keep_them_through_40_and_back()
         t.steps
     );
     let out_after = t1.elapsed();
-    let at40 = c.inspect();
+    let at40 = c.inspect_by_instance();
     assert_eq!(at40.len(), 40);
     for (id, s) in &at20 {
         assert_eq!(at40.get(id), Some(s), "{id} untouched by the scale-out");
@@ -445,7 +191,7 @@ fn twenty_httpd_replicas_answer_on_their_ips_and_keep_them_through_40_and_back()
     );
     let in_after = t2.elapsed();
     let back = c.wait("20 containers left", Duration::from_secs(60), || {
-        let s = c.inspect();
+        let s = c.inspect_by_instance();
         (s.len() == 20).then_some(s)
     });
     for (id, s) in &back {
