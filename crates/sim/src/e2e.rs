@@ -70,6 +70,10 @@ pub struct E2eConfig {
     pub timeout: Duration,
     /// Agent heartbeat interval (reports ride on heartbeats).
     pub heartbeat: Duration,
+    /// Host-metrics interval of each simulated agent; `None` (the default)
+    /// collects none: a fake host has no /proc of its own, and a thousand
+    /// agents would each scrape this machine's.
+    pub agent_metrics: Option<Duration>,
 }
 
 impl Default for E2eConfig {
@@ -83,6 +87,7 @@ impl Default for E2eConfig {
             submitters: 8,
             timeout: Duration::from_secs(600),
             heartbeat: Duration::from_secs(1),
+            agent_metrics: None,
         }
     }
 }
@@ -297,6 +302,7 @@ async fn start_fleet(
     st: &AppState,
     estate: &Estate,
     heartbeat: Duration,
+    agent_metrics: Option<Duration>,
     shutdown: &watch::Receiver<bool>,
 ) -> Result<JoinSet<()>, SimError> {
     let mut fleet = JoinSet::new();
@@ -307,6 +313,7 @@ async fn start_fleet(
         cfg.labels = h.labels.clone();
         cfg.timings.heartbeat_interval = heartbeat;
         cfg.timings.fence_after = (heartbeat * 30).max(Duration::from_secs(30));
+        cfg.metrics_interval = agent_metrics;
         let agent = Agent::new(cfg);
         statuses.push(agent.status());
         let control = Arc::new(LocalControlPlane::new(st.clone(), JOIN_TOKEN));
@@ -374,7 +381,14 @@ pub async fn run_e2e(config: &E2eConfig, store: Arc<dyn Store>) -> Result<E2eRun
     });
     let (stop, shutdown) = watch::channel(false);
     let setup = Instant::now();
-    let mut fleet = start_fleet(&st, &estate, config.heartbeat, &shutdown).await?;
+    let mut fleet = start_fleet(
+        &st,
+        &estate,
+        config.heartbeat,
+        config.agent_metrics,
+        &shutdown,
+    )
+    .await?;
     let caller = Caller::system(ACTOR);
     for n in &estate.networks {
         networks::create(&st, &caller, n.clone())

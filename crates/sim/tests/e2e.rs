@@ -18,6 +18,7 @@ async fn small(store_url: &str, store: Arc<dyn jdos_store::Store>) {
         submitters: 4,
         timeout: Duration::from_secs(240),
         heartbeat: Duration::from_millis(200),
+        agent_metrics: None,
     };
     let run = run_e2e(&config, store.clone()).await.expect("e2e run");
     let r = &run.report;

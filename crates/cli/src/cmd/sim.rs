@@ -42,6 +42,11 @@ pub struct Args {
     /// With `--e2e`: agent heartbeat interval in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub heartbeat_ms: u64,
+    /// With `--e2e`: each simulated agent also collects host metrics every
+    /// this many seconds (off by default: a fake host has no /proc of its
+    /// own; this measures what the metrics pipeline costs).
+    #[arg(long, value_name = "SECS")]
+    pub agent_metrics_secs: Option<u64>,
     /// With `--e2e`: give up after this many seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout_secs: u64,
@@ -137,6 +142,9 @@ async fn run_e2e(args: Args) -> anyhow::Result<()> {
         concurrency: args.concurrency,
         heartbeat: std::time::Duration::from_millis(args.heartbeat_ms),
         timeout: std::time::Duration::from_secs(args.timeout_secs),
+        agent_metrics: args
+            .agent_metrics_secs
+            .map(|s| std::time::Duration::from_secs(s.max(1))),
         ..E2eConfig::default()
     };
     let run = jdos_sim::run_e2e(&config, store).await?;
