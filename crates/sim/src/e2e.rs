@@ -26,7 +26,7 @@ use jdos_runtime::FakeDriver;
 use jdos_scheduler::ZonePolicy;
 use jdos_server::api::{agents, networks};
 use jdos_server::auth::Caller;
-use jdos_server::events::{EventDraft, Mutation};
+use jdos_server::events::{Commit, EventDraft, Mutation};
 use jdos_server::ops::{self, DeployParams, OpsContext};
 use jdos_server::{AppState, HttpError};
 use jdos_store::{json, Compare, Store, TxnOp};
@@ -265,20 +265,12 @@ async fn submit_app(st: &AppState, a: &SimApp) -> Result<Vec<String>, SimError> 
         compares.push(Compare::absent(k.as_str()));
         ops.push(TxnOp::put(k.as_str(), json::encode(g)?));
     }
-    let event = EventDraft::new(&caller.name, "app.apply", "app", &app.name)
-        .app(&app.name, &app.department)
-        .message(format!("app created; groups: {} created", a.groups.len()));
-    st.mutate(|| {
-        let m = Mutation {
-            compares: compares.clone(),
-            ops: ops.clone(),
-            event: event.clone(),
-        };
-        async move { Ok::<_, HttpError>((m, ())) }
-    })
-    .await
-    .map_err(|e| SimError::Invalid(format!("app {}: {}", app.name, e.body.message)))?;
-    let mut ids = Vec::with_capacity(a.groups.len());
+    // The deploy tasks go in the same transaction as the records, as
+    // `apply` submits them: one commit per app, not one per task.
+    let engine = st
+        .require_engine()
+        .map_err(|e| SimError::Invalid(e.body.message))?;
+    let mut tasks = Vec::with_capacity(a.groups.len());
     for g in &a.groups {
         let mut t = DeployParams {
             group: g.key(),
@@ -286,15 +278,38 @@ async fn submit_app(st: &AppState, a: &SimApp) -> Result<Vec<String>, SimError> 
         }
         .task(ACTOR);
         t.department = Some(app.department.clone());
-        let task = st
-            .require_engine()
-            .map_err(|e| SimError::Invalid(e.body.message))?
-            .submit(t)
-            .await
-            .map_err(|e| SimError::Invalid(format!("submit deploy of {}: {e}", g.key())))?;
-        ids.push(task.id);
+        let (task, task_ops) = engine
+            .prepare(t, st.now_ms())
+            .map_err(|e| SimError::Invalid(format!("deploy of {}: {e}", g.key())))?;
+        compares.push(Compare::absent(keys::task(&task.id)));
+        ops.extend(task_ops);
+        tasks.push(task);
     }
-    Ok(ids)
+    let event = EventDraft::new(&caller.name, "app.apply", "app", &app.name)
+        .app(&app.name, &app.department)
+        .message(format!(
+            "app created; groups: {} created; {} task(s) submitted",
+            a.groups.len(),
+            tasks.len()
+        ));
+    let m = Mutation {
+        compares,
+        ops,
+        event,
+    };
+    match st.events().commit(st.store(), m, st.now_ms()).await? {
+        Commit::Done { .. } => {}
+        Commit::Stale => {
+            return Err(SimError::Invalid(format!(
+                "app {} or one of its groups exists already",
+                app.name
+            )))
+        }
+    }
+    for t in &tasks {
+        engine.record_submitted(t).await;
+    }
+    Ok(tasks.into_iter().map(|t| t.id).collect())
 }
 
 /// Registers every estate host through its agent and waits until all are in.
