@@ -37,6 +37,9 @@ use tracing::Instrument;
 use crate::events::EventDraft;
 use crate::state::AppState;
 
+/// Why a leader steps down when its server stops.
+const STOPPING: &str = "server stopping";
+
 /// Controller names, one lock each.
 pub const FAILOVER: &str = "failover";
 /// The alert evaluator.
@@ -196,7 +199,7 @@ impl Election {
             let fence = *lock(&self.fence);
             tokio::select! {
                 _ = async { stop.wait_for(|s| *s).await.is_ok() } => {
-                    self.step_down("server stopping").await;
+                    self.step_down(STOPPING).await;
                     if let Some(lease) = self.lease.take() {
                         // Hands the lock over now rather than after the TTL.
                         if let Err(e) = self.st.store().lease_revoke(lease).await {
@@ -323,7 +326,12 @@ impl Election {
     async fn step_down(&mut self, why: &str) {
         *lock(&self.fence) = None;
         if self.led.take().is_some() {
-            tracing::warn!(reason = why, "stepped down");
+            // A stop is the normal way out; anything else is worth a warning.
+            if why == STOPPING {
+                tracing::info!(reason = why, "stepped down");
+            } else {
+                tracing::warn!(reason = why, "stepped down");
+            }
             let message = format!("{} no longer leads {}: {why}", self.holder, self.controller);
             // The store may be why: give up on the event rather than wait.
             let until = Instant::now() + self.cfg.period();
