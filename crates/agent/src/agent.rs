@@ -24,7 +24,9 @@ use std::time::{Duration, Instant};
 
 use jdos_runtime::health::probe;
 use jdos_runtime::{ContainerStatus, Driver, DriverError, HealthStatus, LabelFilter, ProbeOutcome};
-use jdos_types::agent::{AgentRegister, AgentSession, AssignmentList, ContainerReport, Heartbeat};
+use jdos_types::agent::{
+    AgentRegister, AgentSession, Assignment, AssignmentList, ContainerReport, Heartbeat,
+};
 use jdos_types::{InstanceId, UnixMillis};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
@@ -232,6 +234,7 @@ impl Agent {
             tx,
             status: self.status,
             wanted: BTreeMap::new(),
+            orders: BTreeMap::new(),
             trackers: Trackers::new(),
             watchers: BTreeMap::new(),
             have_list: false,
@@ -466,6 +469,8 @@ struct Reconciler {
     tx: mpsc::UnboundedSender<Event>,
     status: watch::Sender<AgentStatus>,
     wanted: BTreeMap<InstanceId, Wanted>,
+    // The orders `wanted` was prepared from.
+    orders: BTreeMap<InstanceId, Assignment>,
     trackers: Trackers,
     watchers: BTreeMap<InstanceId, Watch>,
     observed: BTreeMap<InstanceId, ContainerStatus>,
@@ -571,16 +576,21 @@ impl Reconciler {
                 *revision_behind = 0;
                 self.have_list = true;
                 let host = self.config.name.clone();
-                self.wanted = list
-                    .items
-                    .iter()
-                    .map(|a| {
-                        (
-                            a.id().clone(),
-                            Wanted::from_assignment(a, &host, &self.config.network),
-                        )
-                    })
-                    .collect();
+                let mut wanted = BTreeMap::new();
+                let mut orders = BTreeMap::new();
+                for a in list.items {
+                    let id = a.id().clone();
+                    // An unchanged order keeps its prepared spec: building
+                    // and hashing specs was most of handling a new list.
+                    let w = match (self.orders.remove(&id), self.wanted.remove(&id)) {
+                        (Some(prev), Some(w)) if prev == a => w,
+                        _ => Wanted::from_assignment(&a, &host, &self.config.network),
+                    };
+                    wanted.insert(id.clone(), w);
+                    orders.insert(id, a);
+                }
+                self.wanted = wanted;
+                self.orders = orders;
                 Some(Duration::ZERO)
             }
             Event::Contact { epoch, revision } => {

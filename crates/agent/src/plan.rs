@@ -671,7 +671,7 @@ mod tests {
             started_at_ms: None,
             finished_at_ms: None,
             restart_count: 0,
-            labels: spec.all_labels(),
+            labels: Arc::new(spec.all_labels()),
         }
     }
 

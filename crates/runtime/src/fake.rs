@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -60,7 +60,7 @@ struct FakeContainer {
     oom_killed: bool,
     started_at: Option<UnixMillis>,
     finished_at: Option<UnixMillis>,
-    labels: BTreeMap<String, String>,
+    labels: Arc<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Default)]
@@ -391,7 +391,7 @@ impl Driver for FakeDriver {
                 oom_killed: false,
                 started_at: None,
                 finished_at: None,
-                labels: spec.all_labels(),
+                labels: Arc::new(spec.all_labels()),
             },
         );
         Ok(ContainerHandle {

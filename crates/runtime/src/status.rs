@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 use jdos_types::{ContainerPhase, InstanceId, UnixMillis};
 use serde::{Deserialize, Serialize};
@@ -91,8 +92,10 @@ pub struct ContainerStatus {
     pub finished_at_ms: Option<UnixMillis>,
     /// Restarts done by the engine itself (jdos counts its own in the agent).
     pub restart_count: u32,
-    /// All labels (`jdos.*` say host, epoch, spec hash …).
-    pub labels: BTreeMap<String, String>,
+    /// All labels (`jdos.*` say host, epoch, spec hash …). Shared: an agent
+    /// lists its engine on every reconcile pass, and a copy of a dozen
+    /// strings per container per pass was most of what a pass cost.
+    pub labels: Arc<BTreeMap<String, String>>,
 }
 
 impl ContainerStatus {
@@ -280,7 +283,7 @@ mod tests {
             started_at_ms: None,
             finished_at_ms: None,
             restart_count: 0,
-            labels: BTreeMap::new(),
+            labels: Default::default(),
         };
         assert_eq!(s.phase(None), ContainerPhase::Running);
         assert_eq!(

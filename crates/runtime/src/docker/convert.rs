@@ -309,7 +309,7 @@ pub fn status_from_inspect(i: &ContainerInspectResponse) -> ContainerStatus {
             .restart_count
             .and_then(|c| u32::try_from(c).ok())
             .unwrap_or(0),
-        labels,
+        labels: std::sync::Arc::new(labels),
     }
 }
 
