@@ -45,6 +45,15 @@ pub struct ForecastConfig {
     /// Mean absolute error relative to the mean level above which the
     /// forecast is not trusted.
     pub max_relative_error: f64,
+    /// Seasonal rise guard: earlier days (one `seasons_seconds[0]` apart)
+    /// looked back at. 0 disables the guard.
+    pub rise_days: usize,
+    /// Half-width, in buckets, of the window around the same time on an
+    /// earlier day in which a rise counts (recurring jobs start minutes
+    /// early or late).
+    pub rise_window: usize,
+    /// A rise must have been seen on at least this many of those days.
+    pub rise_min_days: usize,
 }
 
 impl Default for ForecastConfig {
@@ -59,6 +68,9 @@ impl Default for ForecastConfig {
             error_halflife: 60.0,
             min_scored: 60,
             max_relative_error: 0.25,
+            rise_days: 7,
+            rise_window: 5,
+            rise_min_days: 2,
         }
     }
 }
@@ -102,8 +114,12 @@ impl std::fmt::Display for Model {
 pub struct Forecast {
     /// Point forecast of the peak.
     pub peak: f64,
-    /// Upper quantile of the peak.
+    /// Upper quantile of the peak (raised to the seasonal rise guard).
     pub upper: f64,
+    /// The seasonal rise factor in force: the peak over the horizon after
+    /// the same time of day on earlier days, over the peak of the horizon
+    /// before it (1.0 when no rise was seen or the guard is off).
+    pub rise: f64,
     /// The model used.
     pub model: Model,
     /// Its recent mean absolute error over the mean level.
@@ -161,6 +177,13 @@ pub struct Forecaster {
     level: Option<f64>,
     alpha: f64,
     current: Result<Forecast, NoForecast>,
+    /// Per bucket of `history`: the peak of the horizon after it over the
+    /// peak of the horizon up to it (NaN until the horizon has passed).
+    rises: VecDeque<f64>,
+    /// Buckets between the days the rise guard compares (0 = off).
+    rise_period: u64,
+    /// The rise factor for the current bucket.
+    rise: f64,
 }
 
 impl Forecaster {
@@ -177,11 +200,25 @@ impl Forecaster {
                 longest = longest.max(p / step);
             }
         }
+        let rise_period = match cfg.seasons_seconds.first() {
+            Some(&p)
+                if cfg.rise_days > 0 && p / step > horizon_buckets + cfg.rise_window as u64 =>
+            {
+                p / step
+            }
+            _ => 0,
+        };
         let capacity = (longest as usize
             + cfg.level_window.max(cfg.trend_window)
             + horizon_buckets as usize
             + 2)
-        .max(cfg.trend_window + 2);
+        .max(cfg.trend_window + 2)
+        .max(
+            rise_period as usize * cfg.rise_days
+                + cfg.rise_window
+                + 2 * horizon_buckets as usize
+                + 2,
+        );
         let alpha = 1.0 - 0.5f64.powf(1.0 / cfg.error_halflife.max(1.0));
         let need = cfg.min_scored;
         Forecaster {
@@ -206,6 +243,9 @@ impl Forecaster {
             level: None,
             alpha,
             current: Err(NoForecast::ShortHistory { have: 0, need }),
+            rises: VecDeque::new(),
+            rise_period,
+            rise: 1.0,
         }
     }
 
@@ -264,10 +304,13 @@ impl Forecaster {
             self.first = idx;
         }
         self.history.push_back(value);
+        self.rises.push_back(f64::NAN);
         while self.history.len() > self.capacity {
             self.history.pop_front();
+            self.rises.pop_front();
             self.first += 1;
         }
+        self.record_rise(idx);
         self.level = Some(match self.level {
             None => value,
             Some(l) => l + self.alpha * (value - l),
@@ -308,7 +351,79 @@ impl Forecaster {
                 m.pending.push_back((idx + k, p));
             }
         }
+        self.rise = self.seasonal_rise(idx);
         self.current = self.choose();
+    }
+
+    /// Highest value of buckets `from ..= to`, if all are held.
+    fn peak(&self, from: u64, to: u64) -> Option<f64> {
+        let mut m = f64::MIN;
+        for i in from..=to {
+            m = m.max(self.get(i)?);
+        }
+        Some(m)
+    }
+
+    /// Bucket `idx` closes the horizon after bucket `idx - k`: record how
+    /// far the peak rose over that horizon relative to the horizon before.
+    fn record_rise(&mut self, idx: u64) {
+        let k = self.horizon_buckets;
+        let Some(at) = idx.checked_sub(k) else { return };
+        let Some(before_from) = (at + 1).checked_sub(k) else {
+            return;
+        };
+        let (Some(after), Some(before)) = (self.peak(at + 1, idx), self.peak(before_from, at))
+        else {
+            return;
+        };
+        if before > 0.0 {
+            if let Some(slot) = usize::try_from(at - self.first)
+                .ok()
+                .and_then(|o| self.rises.get_mut(o))
+            {
+                *slot = after / before;
+            }
+        }
+    }
+
+    /// The seasonal rise guard at bucket `last`: on each earlier day, the
+    /// largest rise within `rise_window` buckets of the same time; the
+    /// `rise_min_days`-th largest of those (never below 1). Recurring batch
+    /// jobs start at the same time every day, and a jump faster than a
+    /// start-up can only be covered by capacity placed before it.
+    fn seasonal_rise(&self, last: u64) -> f64 {
+        let p = self.rise_period;
+        if p == 0 {
+            return 1.0;
+        }
+        let w = self.cfg.rise_window as u64;
+        let mut days = Vec::with_capacity(self.cfg.rise_days);
+        for d in 1..=self.cfg.rise_days as u64 {
+            let Some(centre) = last.checked_sub(d * p) else {
+                break;
+            };
+            if centre + w < self.first {
+                break;
+            }
+            let mut best: Option<f64> = None;
+            for i in centre.saturating_sub(w).max(self.first)..=centre + w {
+                let g = usize::try_from(i - self.first)
+                    .ok()
+                    .and_then(|o| self.rises.get(o))
+                    .copied()
+                    .unwrap_or(f64::NAN);
+                if g.is_finite() {
+                    best = Some(best.map_or(g, |b: f64| b.max(g)));
+                }
+            }
+            days.extend(best);
+        }
+        let n = self.cfg.rise_min_days.max(1);
+        if days.len() < n {
+            return 1.0;
+        }
+        days.sort_by(|a, b| b.total_cmp(a));
+        days[n - 1].max(1.0)
     }
 
     /// Peak of buckets `last+1 ..= last+horizon` as seen by `model`.
@@ -379,9 +494,15 @@ impl Forecaster {
         let peak = best.last.unwrap_or(0.0);
         let mut r: Vec<f64> = best.residuals.iter().copied().collect();
         let margin = quantile(&mut r, self.cfg.quantile).unwrap_or(0.0);
+        // The rise guard scales the peak of the last horizon (what the
+        // group was just sized for) by the rise seen at this time before.
+        let k = self.horizon_buckets;
+        let last = self.first + self.history.len() as u64 - 1;
+        let recent = self.peak(last + 1 - k.min(last + 1), last).unwrap_or(0.0);
         Ok(Forecast {
             peak,
-            upper: (peak + margin).max(0.0),
+            upper: (peak + margin).max(self.rise * recent).max(0.0),
+            rise: self.rise,
             model: best.model,
             relative_error: rel,
             horizon_seconds: self.horizon_seconds,
