@@ -54,6 +54,8 @@ pub struct ForecastConfig {
     pub rise_window: usize,
     /// A rise must have been seen on at least this many of those days.
     pub rise_min_days: usize,
+    /// Raise the forecast as soon as an observation exceeds it.
+    pub react_within_bucket: bool,
 }
 
 impl Default for ForecastConfig {
@@ -71,6 +73,7 @@ impl Default for ForecastConfig {
             rise_days: 7,
             rise_window: 5,
             rise_min_days: 2,
+            react_within_bucket: true,
         }
     }
 }
@@ -277,7 +280,17 @@ impl Forecaster {
 
     /// The forecast made at the last bucket close, or why there is none.
     pub fn forecast(&self) -> Result<Forecast, NoForecast> {
-        self.current
+        let mut f = self.current?;
+        // An observation of the open bucket above the forecast peak is a
+        // miss already: shift the forecast up by it now rather than at the
+        // bucket close (up to a bucket later).
+        if let (true, Some((_, v))) = (self.cfg.react_within_bucket, self.open) {
+            if v > f.peak {
+                f.upper += v - f.peak;
+                f.peak = v;
+            }
+        }
+        Ok(f)
     }
 
     /// Every model with its recent mean absolute error and how many of its

@@ -198,3 +198,69 @@ proptest::proptest! {
         }
     }
 }
+
+/// A flat series up to minute 119 (the open bucket).
+fn flat(react: bool) -> Forecaster {
+    let mut f = Forecaster::new(
+        ForecastConfig {
+            react_within_bucket: react,
+            ..cfg()
+        },
+        120,
+    );
+    let mut noise = Lcg(9);
+    for m in 0..120 {
+        f.observe(m * 60_000, 100.0 + noise.next());
+    }
+    f
+}
+
+#[test]
+fn a_miss_inside_the_open_bucket_raises_the_forecast_at_once() {
+    let mut f = flat(true);
+    let before = f.forecast().unwrap();
+    // 15 s later, still in the open bucket, the load is 50 above the
+    // forecast peak.
+    f.observe(119 * 60_000 + 15_000, before.peak + 50.0);
+    let after = f.forecast().unwrap();
+    assert_eq!(after.peak, before.peak + 50.0);
+    assert!(
+        (after.upper - (before.upper + 50.0)).abs() < 1e-9,
+        "{after:?}"
+    );
+    // Without the reaction the forecast waits for the bucket to close.
+    let mut f = flat(false);
+    let before = f.forecast().unwrap();
+    f.observe(119 * 60_000 + 15_000, before.peak + 50.0);
+    assert_eq!(f.forecast().unwrap(), before);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+    /// A usable forecast never predicts a peak below what the open bucket
+    /// has already seen, and its upper bound never below its peak.
+    #[test]
+    fn the_forecast_peak_covers_the_open_bucket(
+        samples in proptest::collection::vec(0.0f64..100.0, 100..400),
+    ) {
+        let mut f = Forecaster::new(
+            ForecastConfig { min_scored: 5, max_relative_error: 100.0, ..cfg() },
+            120,
+        );
+        let mut open_max = f64::MIN;
+        let mut open = u64::MAX;
+        for (i, v) in samples.into_iter().enumerate() {
+            let t = i as u64 * 15_000;
+            if t / 60_000 != open {
+                open = t / 60_000;
+                open_max = f64::MIN;
+            }
+            open_max = open_max.max(v);
+            f.observe(t, v);
+            if let Ok(fc) = f.forecast() {
+                proptest::prop_assert!(fc.peak >= open_max, "{:?} below {}", fc, open_max);
+                proptest::prop_assert!(fc.upper >= fc.peak, "{:?}", fc);
+            }
+        }
+    }
+}
