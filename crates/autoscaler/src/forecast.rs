@@ -40,7 +40,10 @@ pub struct ForecastConfig {
     pub residual_window: usize,
     /// Half-life of the error average, in buckets.
     pub error_halflife: f64,
-    /// Scored forecasts a model needs before it may be used.
+    /// Scored forecasts a model needs before it may be used. Below 50 the
+    /// nearest-rank 99th percentile of the residuals is their maximum, so
+    /// an early forecast carries the widest margin seen (and the engine
+    /// never scales below the HPA's recommendation on a forecast).
     pub min_scored: usize,
     /// Mean absolute error relative to the mean level above which the
     /// forecast is not trusted.
@@ -68,7 +71,7 @@ impl Default for ForecastConfig {
             quantile: 0.99,
             residual_window: 1440,
             error_halflife: 60.0,
-            min_scored: 60,
+            min_scored: 20,
             max_relative_error: 0.25,
             rise_days: 7,
             rise_window: 5,
