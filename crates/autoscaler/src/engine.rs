@@ -183,10 +183,7 @@ impl Autoscaler {
                 let upper_fits = f.upper <= cap_now * ceiling;
                 let mut note = String::new();
                 let rise_note = if f.rise > 1.0 {
-                    format!(
-                        ", raised to {:.2} by a rise of {:.2}x seen at this time on earlier days",
-                        f.upper, f.rise
-                    )
+                    format!(", rise at this time of day {:.2}x", f.rise)
                 } else {
                     String::new()
                 };

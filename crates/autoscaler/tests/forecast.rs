@@ -118,7 +118,7 @@ fn a_steady_ramp_is_followed_by_the_trend() {
 }
 
 /// A flat series (±1 %) with a jump to 160 from minute 30 to 40 of each
-/// listed hour; the "day" of the rise guard is one hour here.
+/// listed hour; the "day" of the rise bound is one hour here.
 fn jumps_in(hours: &[u64], minutes: u64) -> Forecaster {
     let mut f = Forecaster::new(
         ForecastConfig {
@@ -148,7 +148,7 @@ fn a_jump_seen_at_this_time_on_two_earlier_days_raises_the_upper_bound() {
 
 #[test]
 fn a_one_off_jump_does_not_raise_the_upper_bound() {
-    // The default guard wants the rise on two earlier days.
+    // The default bound wants the rise on two earlier days.
     let f = jumps_in(&[2], 3 * 60 + 29);
     let fc = f.forecast().unwrap();
     // (Noise alone rises by 1-2 %.)
@@ -160,11 +160,11 @@ fn a_one_off_jump_does_not_raise_the_upper_bound() {
 
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
-    /// The rise guard only adds headroom: the same series gives the same
-    /// point forecast and model with the guard on and off, and an upper
+    /// The rise bound only adds headroom: the same series gives the same
+    /// point forecast and model with the bound on and off, and an upper
     /// bound at least as high with it on.
     #[test]
-    fn the_rise_guard_only_raises_the_upper_bound(
+    fn the_rise_bound_only_raises_the_upper_bound(
         levels in proptest::collection::vec(1.0f64..100.0, 24..200),
         seed in 0u64..1000,
     ) {
