@@ -127,7 +127,8 @@ fn main() {
     let peak = demand.iter().copied().fold(0.0, f64::max);
     let targets: Vec<f64> = match a.get(6) {
         Some(s) => s.split(',').map(|x| x.parse().expect("target")).collect(),
-        None if half == 0 => vec![0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0],
+        // The script's predictive targets.
+        None if half == 0 => vec![0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.92, 0.95, 1.0],
         None => vec![0.6, 0.7, 0.8, 0.9, 0.95, 1.0],
     };
     // The script's grids: 50-100 % by 1 % (whole), by 2 % (halves).

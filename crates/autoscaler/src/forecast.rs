@@ -126,11 +126,13 @@ impl std::fmt::Display for Model {
 pub struct Forecast {
     /// Point forecast of the peak.
     pub peak: f64,
-    /// Upper quantile of the peak (raised to the seasonal rise bound).
+    /// Upper quantile of the peak (raised to the seasonal rise bound). It
+    /// may be below `peak` for a model that over-predicts (a negative
+    /// residual quantile); the engine sizes for both.
     pub upper: f64,
     /// The seasonal rise factor in force: the peak over the horizon after
     /// the same time of day on earlier days, over the peak of the horizon
-    /// before it (1.0 when no rise was seen or the bound is off).
+    /// before it (1.0 while the bound is off or has too few earlier days).
     pub rise: f64,
     /// The model used.
     pub model: Model,
@@ -194,8 +196,8 @@ pub struct Forecaster {
     rises: VecDeque<f64>,
     /// Buckets between the days the rise bound compares (0 = off).
     rise_period: u64,
-    /// The rise factor for the current bucket.
-    rise: f64,
+    /// The rise factor for the current bucket, when the bound is in force.
+    rise: Option<f64>,
 }
 
 impl Forecaster {
@@ -257,7 +259,7 @@ impl Forecaster {
             current: Err(NoForecast::ShortHistory { have: 0, need }),
             rises: VecDeque::new(),
             rise_period,
-            rise: 1.0,
+            rise: None,
         }
     }
 
@@ -416,10 +418,10 @@ impl Forecaster {
     /// it is above 1 nearly always (Alibaba at 10 s: median 1.2 at a 60 s
     /// start-up; Azure at 5 min: 1.01), so it acts as a time-of-day-local
     /// upper quantile of the horizon's rise rather than a rare alarm.
-    fn seasonal_rise(&self, last: u64) -> f64 {
+    fn seasonal_rise(&self, last: u64) -> Option<f64> {
         let p = self.rise_period;
         if p == 0 {
-            return 1.0;
+            return None;
         }
         let w = self.cfg.rise_window as u64;
         let mut days = Vec::with_capacity(self.cfg.rise_days);
@@ -445,10 +447,10 @@ impl Forecaster {
         }
         let n = self.cfg.rise_min_days.max(1);
         if days.len() < n {
-            return 1.0;
+            return None;
         }
         days.sort_by(|a, b| b.total_cmp(a));
-        days[n - 1].max(1.0)
+        Some(days[n - 1].max(1.0))
     }
 
     /// Peak of buckets `last+1 ..= last+horizon` as seen by `model`.
@@ -523,11 +525,13 @@ impl Forecaster {
         // group was just sized for) by the rise seen at this time before.
         let k = self.horizon_buckets;
         let last = self.first + self.history.len() as u64 - 1;
-        let recent = self.peak(last + 1 - k.min(last + 1), last).unwrap_or(0.0);
+        let bound = self.rise.map_or(0.0, |r| {
+            r * self.peak(last + 1 - k.min(last + 1), last).unwrap_or(0.0)
+        });
         Ok(Forecast {
             peak,
-            upper: (peak + margin).max(self.rise * recent).max(0.0),
-            rise: self.rise,
+            upper: (peak + margin).max(bound).max(0.0),
+            rise: self.rise.unwrap_or(1.0),
             model: best.model,
             relative_error: rel,
             horizon_seconds: self.horizon_seconds,

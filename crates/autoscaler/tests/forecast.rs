@@ -238,7 +238,7 @@ fn a_miss_inside_the_open_bucket_raises_the_forecast_at_once() {
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
     /// A usable forecast never predicts a peak below what the open bucket
-    /// has already seen, and its upper bound never below its peak.
+    /// has already seen.
     #[test]
     fn the_forecast_peak_covers_the_open_bucket(
         samples in proptest::collection::vec(0.0f64..100.0, 100..400),
@@ -259,7 +259,6 @@ proptest::proptest! {
             f.observe(t, v);
             if let Ok(fc) = f.forecast() {
                 proptest::prop_assert!(fc.peak >= open_max, "{:?} below {}", fc, open_max);
-                proptest::prop_assert!(fc.upper >= fc.peak, "{:?}", fc);
             }
         }
     }
