@@ -182,6 +182,11 @@ impl Autoscaler {
                 let forecast_ratio = f.peak / (cap_now * target);
                 let upper_fits = f.upper <= cap_now * ceiling;
                 let mut note = String::new();
+                let rise_note = if f.rise > 1.0 {
+                    format!(", rise at this time of day {:.2}x", f.rise)
+                } else {
+                    String::new()
+                };
                 let desired = if now_wanted > current
                     && (forecast_ratio > 1.0 + p.tolerance
                         || !upper_fits
@@ -217,7 +222,7 @@ impl Autoscaler {
                     desired,
                     ModeUsed::Predictive,
                     format!(
-                        "forecast peak {:.2} (p{:.0} {:.2}) over the next {} s by {} (error {:.0}%) needs {} at target {} (p{:.0} at {:.0}%); observed load {:.2} needs {} (hpa recommends {}){floor_note}{note}; desired {}",
+                        "forecast peak {:.2} (p{:.0} {:.2}{rise_note}) over the next {} s by {} (error {:.0}%) needs {} at target {} (p{:.0} at {:.0}%); observed load {:.2} needs {} (hpa recommends {}){floor_note}{note}; desired {}",
                         f.peak,
                         self.forecaster.config().quantile * 100.0,
                         f.upper,
