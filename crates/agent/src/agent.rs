@@ -114,6 +114,8 @@ struct Shared {
     // Bumped to make the poller fetch a fresh list at once (after=0).
     fetch_gen: AtomicU64,
     kick: Notify,
+    // The reports changed: heartbeat soon rather than at the next beat.
+    report_due: Notify,
     registered: watch::Sender<u64>,
     // When the server last accepted a call (agent start until then).
     last_contact: Mutex<Instant>,
@@ -183,6 +185,7 @@ impl Agent {
             timings: Mutex::new(self.config.timings),
             fetch_gen: AtomicU64::new(0),
             kick: Notify::new(),
+            report_due: Notify::new(),
             registered: watch::Sender::new(0),
             last_contact: Mutex::new(Instant::now()),
         });
@@ -360,9 +363,19 @@ async fn session_task(
                 .min(Duration::from_millis(200 << failures.min(4)))
         };
         // Paced from the start of this attempt, so a slow answer does not
-        // stretch the interval the server sees.
+        // stretch the interval the server sees. A changed report goes out
+        // early (a deploy waits for it), at most every REPORT_GAP, so a
+        // burst of changes shares one call.
+        let early = registered && failures == 0;
         tokio::select! {
             _ = tokio::time::sleep_until((attempt + pause).into()) => {}
+            _ = shared.report_due.notified(), if early => {
+                let at = attempt + pause.min(REPORT_GAP);
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
             _ = shutdown.changed() => {}
         }
     }
@@ -484,6 +497,9 @@ struct Reconciler {
     revision: u64,
     passes: u64,
 }
+
+/// Shortest pause between heartbeats sent early because reports changed.
+const REPORT_GAP: Duration = Duration::from_millis(100);
 
 /// Delay before a pass after an action finished: lets a burst of
 /// completions share one engine listing.
@@ -839,11 +855,15 @@ impl Reconciler {
             .collect();
         let list: Vec<ContainerReport> = reports.values().cloned().collect();
         let ready = self.have_list && self.passes > 0;
-        self.shared
+        let due = self
+            .shared
             .book
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .set(reports, ready);
+        if due {
+            self.shared.report_due.notify_one();
+        }
         let status = AgentStatus {
             registered: *self.shared.registered.borrow() > 0,
             epoch: self.shared.epoch.load(Ordering::SeqCst),

@@ -95,10 +95,13 @@ impl ReportBook {
 
     /// Replaces the current reports (one per assignment). `ready`: they
     /// rest on a listing of the engine and the host's assignments; until
-    /// the first ready set nothing is sent.
-    pub fn set(&mut self, reports: BTreeMap<InstanceId, ContainerReport>, ready: bool) {
+    /// the first ready set nothing is sent. True when there is something
+    /// new to send.
+    pub fn set(&mut self, reports: BTreeMap<InstanceId, ContainerReport>, ready: bool) -> bool {
+        let changed = self.current != reports || (ready && !self.ready);
         self.current = reports;
         self.ready |= ready;
+        changed && self.ready
     }
 
     /// The next heartbeat should carry every report.
