@@ -151,6 +151,42 @@ async fn converges_to_the_assignments_and_reports_them() {
     );
 }
 
+/// A deploy waits for the agent's report: a change goes out within a
+/// fraction of a second, not at the next heartbeat (here 3 s apart).
+#[tokio::test]
+async fn a_changed_report_does_not_wait_for_the_next_heartbeat() {
+    let d = Arc::new(FakeDriver::new());
+    let server = TestServer::new(HOST);
+    server.with(|s| s.heartbeat_interval_ms = 3_000);
+    let mut a = start(d.clone(), server.clone());
+    wait_status(&mut a.status, 10, "registered, no containers", |s| {
+        s.registered && s.passes > 0
+    })
+    .await;
+    // Let the start-up heartbeats settle, then time one change.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let beats = server.with(|s| s.heartbeats);
+    let ids = assign_n(&server, "early", 3);
+    let t0 = std::time::Instant::now();
+    eventually(5, "server sees 3 running", || {
+        ids.iter().all(|i| {
+            server
+                .report(i)
+                .is_some_and(|r| r.phase == ContainerPhase::Running)
+        })
+    })
+    .await;
+    let took = t0.elapsed();
+    assert!(
+        took < Duration::from_millis(2_000),
+        "running reached the server after {took:?}, as if it waited for the 3 s heartbeat"
+    );
+    // Early sends are batched: a few calls, not one per change.
+    let extra = server.with(|s| s.heartbeats) - beats;
+    assert!(extra <= 4, "{extra} heartbeats for one burst of changes");
+    a.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_crashing_container_restarts_with_back_off_then_reports_a_crash_loop() {
     let d = Arc::new(FakeDriver::new());

@@ -36,6 +36,8 @@ pub struct ServerState {
     pub hang: bool,
     /// Number of reports in each full heartbeat received.
     pub full_sizes: Vec<usize>,
+    /// The heartbeat interval handed out at registration (0: 50 ms).
+    pub heartbeat_interval_ms: u64,
 }
 
 /// A test double of the server's agent endpoints.
@@ -125,10 +127,17 @@ impl ControlPlane for TestServer {
         self.hang_if_asked().await?;
         self.check()?;
         assert_eq!(req.host.name, self.host);
-        let epoch = self.with(|s| {
+        let (epoch, beat) = self.with(|s| {
             s.registrations += 1;
             s.forget = false;
-            s.epoch
+            (
+                s.epoch,
+                if s.heartbeat_interval_ms == 0 {
+                    50
+                } else {
+                    s.heartbeat_interval_ms
+                },
+            )
         });
         Ok(AgentSession {
             host: Host {
@@ -147,10 +156,11 @@ impl ControlPlane for TestServer {
                 driver: "fake".into(),
             },
             token: "host-token".into(),
-            heartbeat_interval_ms: 50,
+            heartbeat_interval_ms: beat,
             suspect_after_ms: 150,
             down_after_ms: 400,
-            fence_after_ms: 300,
+            // Never between two heartbeats.
+            fence_after_ms: (beat * 6).max(300),
         })
     }
 
