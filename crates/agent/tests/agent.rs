@@ -63,6 +63,15 @@ fn all_phase(s: &AgentStatus, n: usize, phase: ContainerPhase) -> bool {
     s.reports.len() == n && s.reports.iter().all(|r| r.phase == phase)
 }
 
+/// The server's last report of each of `ids` says running.
+fn server_sees_running(server: &TestServer, ids: &[jdos_types::InstanceId]) -> bool {
+    ids.iter().all(|i| {
+        server
+            .report(i)
+            .is_some_and(|r| r.phase == ContainerPhase::Running)
+    })
+}
+
 async fn running_ids(d: &FakeDriver) -> Vec<String> {
     let mut v: Vec<String> = d
         .list(&LabelFilter::host(HOST))
@@ -116,11 +125,7 @@ async fn converges_to_the_assignments_and_reports_them() {
     eventually(5, "stray destroyed", || d.container_count() == 5).await;
     // The server hears about it through heartbeats.
     eventually(5, "server sees 5 running", || {
-        ids.iter().all(|i| {
-            server
-                .report(i)
-                .is_some_and(|r| r.phase == ContainerPhase::Running)
-        })
+        server_sees_running(&server, &ids)
     })
     .await;
 
@@ -169,11 +174,7 @@ async fn a_changed_report_does_not_wait_for_the_next_heartbeat() {
     let ids = assign_n(&server, "early", 3);
     let t0 = std::time::Instant::now();
     eventually(5, "server sees 3 running", || {
-        ids.iter().all(|i| {
-            server
-                .report(i)
-                .is_some_and(|r| r.phase == ContainerPhase::Running)
-        })
+        server_sees_running(&server, &ids)
     })
     .await;
     let took = t0.elapsed();
