@@ -319,8 +319,12 @@ impl Forecaster {
     }
 
     fn get(&self, idx: u64) -> Option<f64> {
-        let off = idx.checked_sub(self.first)?;
-        self.history.get(usize::try_from(off).ok()?).copied()
+        self.history.get(self.offset(idx)?).copied()
+    }
+
+    /// Offset of bucket `idx` in `history` and `rises` (which run in step).
+    fn offset(&self, idx: u64) -> Option<usize> {
+        usize::try_from(idx.checked_sub(self.first)?).ok()
     }
 
     fn close(&mut self, idx: u64, value: f64) {
@@ -401,10 +405,7 @@ impl Forecaster {
             return;
         };
         if before > 0.0 {
-            if let Some(slot) = usize::try_from(at - self.first)
-                .ok()
-                .and_then(|o| self.rises.get_mut(o))
-            {
+            if let Some(slot) = self.offset(at).and_then(|o| self.rises.get_mut(o)) {
                 *slot = after / before;
             }
         }
@@ -433,13 +434,13 @@ impl Forecaster {
                 break;
             }
             let mut best: Option<f64> = None;
-            for i in centre.saturating_sub(w).max(self.first)..=centre + w {
-                let g = usize::try_from(i - self.first)
-                    .ok()
+            for i in centre.saturating_sub(w)..=centre + w {
+                let g = self
+                    .offset(i)
                     .and_then(|o| self.rises.get(o))
                     .copied()
-                    .unwrap_or(f64::NAN);
-                if g.is_finite() {
+                    .filter(|g| g.is_finite());
+                if let Some(g) = g {
                     best = Some(best.map_or(g, |b: f64| b.max(g)));
                 }
             }
@@ -459,13 +460,7 @@ impl Forecaster {
         let y = self.get(last)?;
         match model {
             Model::Persistence => Some(y),
-            Model::RecentPeak => {
-                let mut peak = y;
-                for i in last.saturating_sub(k - 1)..last {
-                    peak = peak.max(self.get(i)?);
-                }
-                Some(peak)
-            }
+            Model::RecentPeak => self.peak(last.saturating_sub(k - 1), last),
             Model::Trend => {
                 let w = self.cfg.trend_window as u64;
                 let pts: Vec<(f64, f64)> = (last.checked_sub(w - 1)?..=last)
@@ -526,7 +521,7 @@ impl Forecaster {
         let k = self.horizon_buckets;
         let last = self.first + self.history.len() as u64 - 1;
         let bound = self.rise.map_or(0.0, |r| {
-            r * self.peak(last + 1 - k.min(last + 1), last).unwrap_or(0.0)
+            r * self.peak(last.saturating_sub(k - 1), last).unwrap_or(0.0)
         });
         Ok(Forecast {
             peak,
