@@ -82,6 +82,9 @@ pub struct ReportBook {
     // assignments: before that, a full report would tell the server that
     // nothing runs here.
     ready: bool,
+    // Every current report is acknowledged: a heartbeat has nothing to
+    // send (worked out once per change, not on every heartbeat).
+    synced: bool,
 }
 
 impl ReportBook {
@@ -98,8 +101,12 @@ impl ReportBook {
     /// the first ready set nothing is sent. True when there is something
     /// new to send.
     pub fn set(&mut self, reports: BTreeMap<InstanceId, ContainerReport>, ready: bool) -> bool {
-        let changed = self.current != reports || (ready && !self.ready);
+        let differs = self.current != reports;
+        let changed = differs || (ready && !self.ready);
         self.current = reports;
+        if differs {
+            self.synced = self.nothing_unacked();
+        }
         self.ready |= ready;
         changed && self.ready
     }
@@ -117,6 +124,9 @@ impl ReportBook {
         if self.full_due {
             return (self.current.values().cloned().collect(), true);
         }
+        if self.synced {
+            return (Vec::new(), false);
+        }
         let changed = self
             .current
             .iter()
@@ -128,6 +138,9 @@ impl ReportBook {
 
     /// The server accepted `sent` (a full set if `full`).
     pub fn ack(&mut self, sent: &[ContainerReport], full: bool) {
+        if sent.is_empty() && !full {
+            return;
+        }
         if full {
             self.full_due = false;
             self.acked.clear();
@@ -137,6 +150,13 @@ impl ReportBook {
         }
         let current = &self.current;
         self.acked.retain(|id, _| current.contains_key(id));
+        self.synced = self.nothing_unacked();
+    }
+
+    fn nothing_unacked(&self) -> bool {
+        self.current
+            .iter()
+            .all(|(id, r)| self.acked.get(id) == Some(r))
     }
 
     /// The current report of `id`.
@@ -208,5 +228,30 @@ mod tests {
         assert!(b.pending().0.is_empty());
         b.want_full();
         assert_eq!(b.pending().0.len(), 2);
+    }
+
+    #[test]
+    fn a_change_during_a_heartbeat_is_still_sent_and_a_revert_is_not() {
+        let mut b = ReportBook::new();
+        let set = |v: Vec<ContainerReport>| v.into_iter().map(|r| (r.id.clone(), r)).collect();
+        b.set(set(vec![rep(0, ContainerPhase::Starting)]), true);
+        let (sent, full) = b.pending();
+        b.ack(&sent, full);
+        assert!(b.pending().0.is_empty());
+        // Running, then the heartbeat carrying it is under way when it
+        // turns unhealthy: the ack of `running` leaves `unhealthy` due.
+        b.set(set(vec![rep(0, ContainerPhase::Running)]), true);
+        let (sent, full) = b.pending();
+        b.set(set(vec![rep(0, ContainerPhase::Unhealthy)]), true);
+        b.ack(&sent, full);
+        assert_eq!(b.pending().0, vec![rep(0, ContainerPhase::Unhealthy)]);
+        b.ack(&b.pending().0, false);
+        // Back and forth between heartbeats: the server already has it.
+        b.set(set(vec![rep(0, ContainerPhase::Running)]), true);
+        b.set(set(vec![rep(0, ContainerPhase::Unhealthy)]), true);
+        assert!(b.pending().0.is_empty());
+        // An unassigned identity leaves nothing to send either.
+        b.set(BTreeMap::new(), true);
+        assert!(b.pending().0.is_empty());
     }
 }

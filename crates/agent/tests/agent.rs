@@ -156,6 +156,58 @@ async fn converges_to_the_assignments_and_reports_them() {
     );
 }
 
+/// A quiet host does not list its engine on every resync: with nothing
+/// changed, passes are skipped; a change made behind the agent's back (a
+/// stray container no waiter watches) still reaches the next resync.
+#[tokio::test]
+async fn a_quiet_host_skips_resync_listings_until_its_engine_changes() {
+    let d = Arc::new(FakeDriver::new());
+    let server = TestServer::new(HOST);
+    let ids = assign_n(&server, "quiet", 3);
+    let mut a = start(d.clone(), server.clone());
+    wait_status(&mut a.status, 10, "3 running", |s| {
+        all_phase(s, 3, ContainerPhase::Running)
+    })
+    .await;
+    eventually(5, "server sees 3 running", || {
+        server_sees_running(&server, &ids)
+    })
+    .await;
+    let quiet0 = a.status.borrow().quiet_passes;
+    let lists0 = d.calls(FakeOp::List);
+    // Resyncs are 200 ms apart: about five in a second.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let lists = d.calls(FakeOp::List) - lists0;
+    assert!(lists <= 1, "a quiet host listed its engine {lists} times");
+
+    let stray = assignment(
+        id("stray", 0),
+        HOST,
+        1,
+        &network(),
+        99,
+        &template("img", &[]),
+    );
+    let spec = jdos_agent::Wanted::from_assignment(&stray, HOST, &Default::default());
+    d.create(spec.spec.as_ref().unwrap()).await.unwrap();
+    eventually(5, "stray destroyed", || d.container_count() == 3).await;
+    assert!(
+        d.calls(FakeOp::List) > lists0 + lists,
+        "the change made the next resync list"
+    );
+    assert_eq!(
+        running_ids(&d).await.len(),
+        3,
+        "the assigned ones untouched"
+    );
+    // The status is published on passes that list: the skipped ones count.
+    assert!(
+        a.status.borrow().quiet_passes >= quiet0 + 3,
+        "skipped passes are counted"
+    );
+    a.shutdown().await;
+}
+
 /// A deploy waits for the agent's report: a change goes out within a
 /// fraction of a second, not at the next heartbeat (here 3 s apart).
 #[tokio::test]
@@ -435,7 +487,7 @@ async fn a_restarted_agent_adopts_its_containers_without_duplicates() {
     d.crash(&ids[3], 2).unwrap();
     let mut b = start(d.clone(), server.clone());
     wait_status(&mut b.status, 10, "adopted", |s| {
-        s.passes >= 3 && all_phase(s, 4, ContainerPhase::Running)
+        s.passes + s.quiet_passes >= 3 && all_phase(s, 4, ContainerPhase::Running)
     })
     .await;
     assert_eq!(

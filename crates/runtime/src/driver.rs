@@ -40,6 +40,14 @@ pub trait Driver: Send + Sync {
         true
     }
 
+    /// A number that changes whenever this engine's containers change
+    /// (created, started, stopped, exited, removed, updated), when the
+    /// driver can tell; `None` when it cannot. An agent whose orders did
+    /// not change either skips listing the engine while it holds still.
+    fn generation(&self) -> Option<u64> {
+        None
+    }
+
     /// Makes sure the host can attach containers to `network`: creates the
     /// engine network, or reuses a matching one; a conflicting one is a
     /// `Conflict` and is never changed.

@@ -80,8 +80,11 @@ struct FakeState {
 #[derive(Debug)]
 pub struct FakeDriver {
     state: Mutex<FakeState>,
-    // Bumped on every container state change, for `wait`.
+    // Bumped on every exit or removal, for `wait`.
     changes: tokio::sync::watch::Sender<u64>,
+    // Bumped on every change of any container ([`Driver::generation`]);
+    // not a watch, so creates and starts wake no waiter.
+    generation: std::sync::atomic::AtomicU64,
     name_scope: Option<String>,
     ncpu: u32,
 }
@@ -98,6 +101,7 @@ impl FakeDriver {
         FakeDriver {
             state: Mutex::new(FakeState::default()),
             changes: tokio::sync::watch::Sender::new(0),
+            generation: std::sync::atomic::AtomicU64::new(0),
             name_scope: None,
             ncpu: 64,
         }
@@ -117,7 +121,13 @@ impl FakeDriver {
     }
 
     fn changed(&self) {
+        self.touched();
         self.changes.send_modify(|g| *g += 1);
+    }
+
+    fn touched(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FakeState> {
@@ -276,6 +286,10 @@ impl Driver for FakeDriver {
         false
     }
 
+    fn generation(&self) -> Option<u64> {
+        Some(self.generation.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
     async fn ensure_network(
         &self,
         network: &Network,
@@ -394,6 +408,8 @@ impl Driver for FakeDriver {
                 labels: Arc::new(spec.all_labels()),
             },
         );
+        drop(s);
+        self.touched();
         Ok(ContainerHandle {
             instance: spec.instance.clone(),
             name,
@@ -434,6 +450,8 @@ impl Driver for FakeDriver {
         c.oom_killed = false;
         c.started_at = Some(now);
         c.finished_at = None;
+        drop(s);
+        self.touched();
         Ok(())
     }
 
@@ -576,6 +594,8 @@ impl Driver for FakeDriver {
         c.spec.resources.cpu_millis = resources.cpu_millis;
         c.spec.resources.memory_bytes = resources.memory_bytes;
         c.spec.isolation = isolation.clone();
+        drop(s);
+        self.touched();
         Ok(())
     }
 
