@@ -217,7 +217,12 @@ async fn publish_writes_work_orders_once_and_republish_bumps() {
         assert_eq!(a.container.ip, c.ip);
         assert_eq!(a.container.desired, DesiredState::Running);
         assert_eq!(a.template, g.template);
-        assert_eq!(a.network.as_ref().map(|n| n.name.as_str()), Some("net1"));
+        let n = a.network.as_ref().expect("the order carries its network");
+        assert_eq!(n.name, "net1");
+        assert!(
+            n.switches.is_empty(),
+            "the switch list stays with placement"
+        );
         assert_eq!(a.generation, 0);
     }
     let rev = fx.store.revision().await.unwrap();

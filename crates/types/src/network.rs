@@ -58,6 +58,16 @@ fn default_quarantine() -> u64 {
 }
 
 impl Network {
+    /// The network as an agent needs it to attach a container: without the
+    /// switches that trunk it (a placement concern; on a big estate that
+    /// list made every work order carry thousands of bytes).
+    pub fn for_agent(&self) -> Network {
+        Network {
+            switches: Vec::new(),
+            ..self.clone()
+        }
+    }
+
     /// True when a host behind `switch` can reach this VLAN.
     pub fn reachable_from(&self, switch: &str) -> bool {
         self.switches.iter().any(|s| s == switch)

@@ -160,7 +160,7 @@ impl Platform {
                     .network
                     .as_ref()
                     .and_then(|n| networks.iter().find(|x| &x.name == n))
-                    .cloned();
+                    .map(Network::for_agent);
                 let generation = match (&current, mode) {
                     (Some((a, _)), OrderMode::Bump) => a.generation + 1,
                     (Some((a, _)), OrderMode::Publish) => a.generation,

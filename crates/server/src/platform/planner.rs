@@ -141,7 +141,7 @@ impl<'a> PlatformPlanner<'a> {
                     let moved = Assignment {
                         container: rec.clone(),
                         template: order.template.clone(),
-                        network: order.network.clone(),
+                        network: order.network.as_ref().map(Network::for_agent),
                         generation: order.generation,
                         snapshot: None,
                     };
