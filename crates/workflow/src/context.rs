@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use jdos_store::{json, Compare, OpResponse, Revision, Store, StoreError, Txn, TxnOp};
 use jdos_types::task::Progress;
-use jdos_types::{keys, Task};
+use jdos_types::{keys, EventResult, Task};
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::Notify;
 
+use crate::events::{TaskEvents, TransitionEvent};
 use crate::StepError;
 
 /// Progress is written at most this often (the last unit always is).
@@ -76,6 +77,7 @@ pub struct StepContext {
     pub(crate) attempt: u32,
     pub(crate) worker_id: Arc<str>,
     pub(crate) last_progress_ms: u64,
+    pub(crate) events: Arc<dyn TaskEvents>,
 }
 
 impl std::fmt::Debug for StepContext {
@@ -193,18 +195,65 @@ impl StepContext {
     /// the app lock it claimed and nobody else wrote the task meanwhile; a
     /// concurrent cancel request is merged in and the write retried.
     pub(crate) async fn persist(&mut self, extra: Vec<TxnOp>) -> Result<(), PersistError> {
+        self.persist_with(extra, None).await
+    }
+
+    /// [`Self::persist`], committing `event` (action, result, message) in
+    /// the same transaction when given: the transition and its record go
+    /// together, in one of the recorder's combined commits.
+    pub(crate) async fn persist_with(
+        &mut self,
+        extra: Vec<TxnOp>,
+        event: Option<(&str, EventResult, &str)>,
+    ) -> Result<(), PersistError> {
         if self.fenced {
             return Err(PersistError::Fenced);
         }
         let task_key = keys::task(&self.task.id);
+        let Some((action, result, message)) = event else {
+            return self.persist_alone(&task_key, extra).await;
+        };
+        loop {
+            self.task.updated_at_ms = crate::now_ms();
+            let compares = vec![
+                Compare::mod_revision(&task_key, self.task_rev),
+                Compare::mod_revision(&self.lock_key, self.lock_rev),
+            ];
+            let mut ops = vec![TxnOp::put(&task_key, json::encode(&self.task)?)];
+            ops.extend(extra.iter().cloned());
+            let event = TransitionEvent {
+                task: &self.task,
+                action,
+                result,
+                message,
+            };
+            let events = self.events.clone();
+            if let Some(rev) = events
+                .commit(self.store.as_ref(), compares, ops, event)
+                .await?
+            {
+                self.task_rev = rev;
+                return Ok(());
+            }
+            let stored = self.store.get(&task_key).await?;
+            let lock = self.store.get(&self.lock_key).await?;
+            self.merge_or_fence(stored, lock)?;
+        }
+    }
+
+    async fn persist_alone(
+        &mut self,
+        task_key: &str,
+        extra: Vec<TxnOp>,
+    ) -> Result<(), PersistError> {
         loop {
             self.task.updated_at_ms = crate::now_ms();
             let mut txn = Txn::new()
-                .when(Compare::mod_revision(&task_key, self.task_rev))
+                .when(Compare::mod_revision(task_key, self.task_rev))
                 .when(Compare::mod_revision(&self.lock_key, self.lock_rev))
-                .and_then(TxnOp::put(&task_key, json::encode(&self.task)?))
+                .and_then(TxnOp::put(task_key, json::encode(&self.task)?))
                 .or_else(TxnOp::Get {
-                    key: task_key.clone(),
+                    key: task_key.to_string(),
                 })
                 .or_else(TxnOp::Get {
                     key: self.lock_key.clone(),
@@ -219,18 +268,29 @@ impl StepContext {
                 [OpResponse::Get { kv: t }, OpResponse::Get { kv: l }] => (t.clone(), l.clone()),
                 _ => return Err(StoreError::Backend("unexpected txn response".into()).into()),
             };
-            let still_ours = lock.is_some_and(|l| l.mod_revision == self.lock_rev);
-            let Some(stored) = stored.filter(|_| still_ours) else {
-                self.fenced = true;
-                return Err(PersistError::Fenced);
-            };
-            // Only a cancel request writes a claimed task from outside.
-            let theirs: Task = json::decode(&stored)?;
-            if theirs.cancel_requested {
-                self.task.cancel_requested = true;
-                self.cancel.set();
-            }
-            self.task_rev = stored.mod_revision;
+            self.merge_or_fence(stored, lock)?;
         }
+    }
+
+    /// After a failed write: fenced when the lock is no longer ours, else
+    /// the task was written from outside (only a cancel request does that):
+    /// merge it in and write again.
+    fn merge_or_fence(
+        &mut self,
+        stored: Option<jdos_store::KeyValue>,
+        lock: Option<jdos_store::KeyValue>,
+    ) -> Result<(), PersistError> {
+        let still_ours = lock.is_some_and(|l| l.mod_revision == self.lock_rev);
+        let Some(stored) = stored.filter(|_| still_ours) else {
+            self.fenced = true;
+            return Err(PersistError::Fenced);
+        };
+        let theirs: Task = json::decode(&stored)?;
+        if theirs.cancel_requested {
+            self.task.cancel_requested = true;
+            self.cancel.set();
+        }
+        self.task_rev = stored.mod_revision;
+        Ok(())
     }
 }

@@ -47,7 +47,7 @@ mod runner;
 pub use context::StepContext;
 pub use engine::{Engine, EngineConfig, LockInfo, NewTask, QueueEntry, TaskFilter, WorkerInfo};
 pub use error::WorkflowError;
-pub use events::{NoEvents, TaskEvents};
+pub use events::{NoEvents, TaskEvents, TransitionEvent};
 pub use id::new_task_id;
 pub use jdos_types::task::{Progress, Step};
 pub use jdos_types::{EventResult, Task, TaskState};

@@ -204,6 +204,7 @@ async fn try_claim(engine: &Engine, id: &str, app: &str, cancel: &Arc<Flag>) -> 
         attempt: 0,
         worker_id: engine.worker_id.clone(),
         last_progress_ms: 0,
+        events: engine.events.clone(),
     })))
 }
 
@@ -308,13 +309,10 @@ async fn drive(engine: &Engine, ctx: &mut StepContext) -> Result<RunEnd, Stop> {
                 };
                 next.state = TaskState::Running;
                 next.started_at_ms = now;
-                save(engine, ctx, Vec::new()).await?;
-                tracing::debug!(step = %name, "step done");
                 let msg = step_message(&name, &message);
-                engine
-                    .events
-                    .record(&ctx.task, actions::STEP, EventResult::Success, msg)
-                    .await;
+                let event = (actions::STEP, EventResult::Success, msg.as_str());
+                save_with(engine, ctx, Vec::new(), Some(event)).await?;
+                tracing::debug!(step = %name, "step done");
             }
             Ok(StepOutcome::Wait { after, message }) => {
                 ctx.task.not_before_ms = now + after.as_millis() as u64;
@@ -336,15 +334,12 @@ async fn drive(engine: &Engine, ctx: &mut StepContext) -> Result<RunEnd, Stop> {
                 }
                 let backoff = cfg.backoff(attempts);
                 ctx.task.not_before_ms = now + backoff.as_millis() as u64;
-                save(engine, ctx, Vec::new()).await?;
-                tracing::warn!(step = %name, attempts, ?backoff, error = %message, "step failed; retrying");
                 let msg = format!(
                     "step {name} attempt {attempts} failed (retrying in {backoff:?}): {message}"
                 );
-                engine
-                    .events
-                    .record(&ctx.task, actions::STEP, EventResult::Failure, msg)
-                    .await;
+                let event = (actions::STEP, EventResult::Failure, msg.as_str());
+                save_with(engine, ctx, Vec::new(), Some(event)).await?;
+                tracing::warn!(step = %name, attempts, ?backoff, error = %message, "step failed; retrying");
             }
             Err(StepError::Fatal(message)) => {
                 ctx.task.steps[idx].attempts += 1;
@@ -388,11 +383,8 @@ async fn fail_step(
 ) -> Result<(), Stop> {
     tracing::warn!(step = %ctx.task.steps[idx].name, error = %reason, "step failed; compensating");
     end_step(ctx, idx, TaskState::Failed, reason.clone());
-    save(engine, ctx, Vec::new()).await?;
-    engine
-        .events
-        .record(&ctx.task, actions::STEP, EventResult::Failure, reason)
-        .await;
+    let event = (actions::STEP, EventResult::Failure, reason.as_str());
+    save_with(engine, ctx, Vec::new(), Some(event)).await?;
     Ok(())
 }
 
@@ -458,24 +450,27 @@ async fn finish(engine: &Engine, ctx: &mut StepContext, state: TaskState) -> Res
         TxnOp::delete(queue_key(&ctx.task.id)),
         TxnOp::delete(ctx.lock_key.clone()),
     ];
-    save(engine, ctx, extra).await?;
+    // The last step's event goes with the write; the task's end follows.
+    let last_step = match state {
+        TaskState::Succeeded => ctx
+            .task
+            .steps
+            .last()
+            .map(|last| step_message(&last.name, &last.message)),
+        _ => None,
+    };
+    let event = last_step
+        .as_deref()
+        .map(|m| (actions::STEP, EventResult::Success, m));
+    save_with(engine, ctx, extra, event).await?;
     let task = &ctx.task;
     let secs = task.updated_at_ms.saturating_sub(task.created_at_ms) as f64 / 1000.0;
     let (action, result, message) = match state {
-        TaskState::Succeeded => {
-            if let Some(last) = task.steps.last() {
-                let msg = step_message(&last.name, &last.message);
-                engine
-                    .events
-                    .record(task, actions::STEP, EventResult::Success, msg)
-                    .await;
-            }
-            (
-                actions::SUCCEEDED,
-                EventResult::Success,
-                format!("{} {} succeeded in {secs:.1}s", task.kind, task.object),
-            )
-        }
+        TaskState::Succeeded => (
+            actions::SUCCEEDED,
+            EventResult::Success,
+            format!("{} {} succeeded in {secs:.1}s", task.kind, task.object),
+        ),
         TaskState::Cancelled => (actions::CANCELLED, EventResult::Success, task.error.clone()),
         _ => (actions::FAILED, EventResult::Failure, task.error.clone()),
     };
@@ -487,9 +482,20 @@ async fn finish(engine: &Engine, ctx: &mut StepContext, state: TaskState) -> Res
 /// Writes the task, retrying store failures with back-off; stops when
 /// fenced or shutting down.
 async fn save(engine: &Engine, ctx: &mut StepContext, extra: Vec<TxnOp>) -> Result<(), Stop> {
+    save_with(engine, ctx, extra, None).await
+}
+
+/// [`save`] with the transition's event (action, result, message) in the
+/// same transaction.
+async fn save_with(
+    engine: &Engine,
+    ctx: &mut StepContext,
+    extra: Vec<TxnOp>,
+    event: Option<(&str, EventResult, &str)>,
+) -> Result<(), Stop> {
     let mut delay = Duration::from_millis(100);
     loop {
-        match ctx.persist(extra.clone()).await {
+        match ctx.persist_with(extra.clone(), event).await {
             Ok(()) => return Ok(()),
             Err(PersistError::Fenced) => return Err(Stop),
             Err(PersistError::Store(e)) => {

@@ -69,6 +69,71 @@ async fn steps_run_in_order_and_the_timeline_is_kept() {
     w.stop().await;
 }
 
+/// A step's end and its event are one write: the observer's `commit` gets
+/// each, with the task as written, and nothing is recorded twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_step_commits_its_event_with_the_task_write() {
+    let store = memory().await;
+    let op = ScriptOp::new();
+    let events = Arc::new(InTxn::default());
+    let w = start(engine(
+        store.clone(),
+        config("w1"),
+        op.clone(),
+        events.clone(),
+    ));
+    let t = w
+        .engine
+        .submit(script("shop", &["place", "publish"], json!({})))
+        .await
+        .unwrap();
+    let t = w.engine.wait(&t.id, T).await.unwrap();
+    assert_eq!(t.state, TaskState::Succeeded, "{t:?}");
+    let committed: Vec<(String, EventResult, String)> = events
+        .committed
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.0 == t.id)
+        .map(|e| (e.1.clone(), e.2, e.3.clone()))
+        .collect();
+    assert_eq!(
+        committed,
+        [
+            (
+                actions::STEP.to_string(),
+                EventResult::Success,
+                "step place done: place ok".to_string()
+            ),
+            (
+                actions::STEP.to_string(),
+                EventResult::Success,
+                "step publish done: publish ok".to_string()
+            ),
+        ]
+    );
+    let in_store = store
+        .range(&format!("/test-events/{}/", t.id), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        in_store.kvs.len(),
+        2,
+        "written with the task, not beside it"
+    );
+    // Only the submit and the task's end go through `record`.
+    assert_eq!(
+        events.recorded.settled(&t.id).await,
+        [
+            (actions::SUBMIT.to_string(), EventResult::Success),
+            (actions::SUCCEEDED.to_string(), EventResult::Success),
+        ]
+    );
+    assert_eq!(events.stale.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_clean(store.as_ref()).await;
+    w.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_step_backs_off_and_succeeds_within_its_attempts() {
     let store = memory().await;

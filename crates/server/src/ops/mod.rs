@@ -29,9 +29,10 @@ mod snapshot;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use jdos_workflow::{Engine, EngineConfig, EventResult, Task, TaskEvents};
+use jdos_store::{Compare, Revision, Store, StoreError, TxnOp};
+use jdos_workflow::{Engine, EngineConfig, EventResult, Task, TaskEvents, TransitionEvent};
 
-use crate::events::EventDraft;
+use crate::events::{Commit, EventDraft, Mutation};
 use crate::hooks::HookExecutor;
 use crate::state::{AppState, WeakState};
 
@@ -135,26 +136,54 @@ impl ServerTaskEvents {
     }
 }
 
+/// The event of a transition of `task`.
+fn task_draft(task: &Task, action: &str, result: EventResult, message: &str) -> EventDraft {
+    let mut d = EventDraft::new(&task.actor, action, "task", &task.id);
+    if task.app != BATCH_APP {
+        d.app = Some(task.app.clone());
+    }
+    d.department = task.department.clone();
+    let text = if task.object.is_empty() {
+        format!("{}: {message}", task.kind)
+    } else {
+        format!("{} {}: {message}", task.kind, task.object)
+    };
+    match result {
+        EventResult::Success => d.message(text),
+        EventResult::Failure => d.failed(text),
+    }
+}
+
 #[async_trait]
 impl TaskEvents for ServerTaskEvents {
     async fn record(&self, task: &Task, action: &str, result: EventResult, message: String) {
         let Some(st) = self.0.upgrade() else { return };
-        let mut d = EventDraft::new(&task.actor, action, "task", &task.id);
-        if task.app != BATCH_APP {
-            d.app = Some(task.app.clone());
-        }
-        d.department = task.department.clone();
-        let text = if task.object.is_empty() {
-            format!("{}: {message}", task.kind)
-        } else {
-            format!("{} {}: {message}", task.kind, task.object)
-        };
-        let d = match result {
-            EventResult::Success => d.message(text),
-            EventResult::Failure => d.failed(text),
-        };
+        let d = task_draft(task, action, result, &message);
         if let Err(e) = st.events().record(st.store(), d, st.now_ms()).await {
             tracing::warn!(task = %task.id, error = %e, "cannot record a task event");
         }
+    }
+
+    /// The task write and its event in one of the recorder's combined
+    /// transactions: concurrent steps of many tasks share one commit.
+    async fn commit(
+        &self,
+        store: &dyn Store,
+        compares: Vec<Compare>,
+        ops: Vec<TxnOp>,
+        event: TransitionEvent<'_>,
+    ) -> Result<Option<Revision>, StoreError> {
+        let Some(st) = self.0.upgrade() else {
+            return Err(StoreError::Backend("the server is shutting down".into()));
+        };
+        let m = Mutation {
+            compares,
+            ops,
+            event: task_draft(event.task, event.action, event.result, event.message),
+        };
+        Ok(match st.events().commit(store, m, st.now_ms()).await? {
+            Commit::Done { revision, .. } => Some(revision),
+            Commit::Stale => None,
+        })
     }
 }

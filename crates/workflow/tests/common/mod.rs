@@ -205,6 +205,52 @@ impl TaskEvents for Recorder {
     }
 }
 
+/// Commits each step's event in the task write's own transaction (under
+/// `/test-events/<task>/`), as the server's recorder does; the rest it
+/// records like [`Recorder`].
+#[derive(Default)]
+pub struct InTxn {
+    pub recorded: Recorder,
+    pub committed: Mutex<Vec<(String, String, EventResult, String)>>,
+    pub stale: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl TaskEvents for InTxn {
+    async fn record(&self, task: &Task, action: &str, result: EventResult, message: String) {
+        self.recorded.record(task, action, result, message).await;
+    }
+
+    async fn commit(
+        &self,
+        store: &dyn jdos_store::Store,
+        compares: Vec<jdos_store::Compare>,
+        mut ops: Vec<jdos_store::TxnOp>,
+        event: jdos_workflow::TransitionEvent<'_>,
+    ) -> Result<Option<jdos_store::Revision>, jdos_store::StoreError> {
+        let n = self.committed.lock().unwrap().len();
+        ops.push(jdos_store::TxnOp::put(
+            format!("/test-events/{}/{n:04}", event.task.id),
+            event.message.as_bytes().to_vec(),
+        ));
+        let mut txn = jdos_store::Txn::new();
+        txn.compares = compares;
+        txn.success = ops;
+        let resp = store.txn(txn).await?;
+        if !resp.succeeded {
+            self.stale.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            return Ok(None);
+        }
+        self.committed.lock().unwrap().push((
+            event.task.id.clone(),
+            event.action.to_string(),
+            event.result,
+            event.message.to_string(),
+        ));
+        Ok(Some(resp.revision))
+    }
+}
+
 /// Fast retries for tests.
 pub fn config(worker: &str) -> EngineConfig {
     EngineConfig {
