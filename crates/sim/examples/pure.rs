@@ -22,6 +22,7 @@ fn main() {
             containers,
             seed,
             max_fill_percent: 65,
+            apps: None,
         },
         &estate,
         &policy,

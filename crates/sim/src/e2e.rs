@@ -58,6 +58,9 @@ pub struct E2eConfig {
     pub hosts: usize,
     /// Containers over all apps.
     pub containers: usize,
+    /// Apps they are split into (`None`: as many as the workload's heavy
+    /// tail gives, ~14 containers an app).
+    pub apps: Option<usize>,
     /// Seed of the estate and the workload.
     pub seed: u64,
     /// Store URL for the report (the store itself is passed in).
@@ -81,6 +84,7 @@ impl Default for E2eConfig {
         E2eConfig {
             hosts: 6000,
             containers: 150_000,
+            apps: Some(5_000),
             seed: 1,
             store_url: "memory://".into(),
             concurrency: 512,
@@ -373,6 +377,7 @@ pub async fn run_e2e(config: &E2eConfig, store: Arc<dyn Store>) -> Result<E2eRun
             containers: config.containers,
             seed: config.seed,
             max_fill_percent: 65,
+            apps: config.apps,
         },
         &estate,
         &policy,

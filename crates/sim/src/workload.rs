@@ -31,6 +31,62 @@ pub struct WorkloadSpec {
     /// Target cpu fill of each `(datacenter, zone)`, in percent: groups that
     /// would push a zone past it go elsewhere, so the estate has room.
     pub max_fill_percent: u32,
+    /// Number of apps to split the containers into (same heavy tail, scaled
+    /// to this mean); `None`: as many as the tail gives (~14 containers an
+    /// app). Containers that do not fit where an app was drawn go to the
+    /// next app, so the count is met unless the estate is full.
+    #[serde(default)]
+    pub apps: Option<usize>,
+}
+
+/// Largest app, in replicas.
+const MAX_APP: usize = 6000;
+/// Tail index of the replica-count Pareto.
+const ALPHA: f64 = 1.1;
+
+fn pareto(x_min: f64, u: f64) -> usize {
+    ((x_min / u.max(1e-9).powf(1.0 / ALPHA)) as usize).clamp(1, MAX_APP)
+}
+
+/// Sizes of `apps` apps totalling `containers`, and the scale: the
+/// generator's Pareto with its scale chosen (by bisection) so that the
+/// draws sum to the total, then the rounding residue spread over the
+/// largest apps.
+fn planned_sizes(rng: &mut SeededRng, apps: usize, containers: usize) -> (Vec<usize>, f64) {
+    if apps == 0 {
+        return (Vec::new(), 2.0);
+    }
+    let apps = apps.min(containers.max(1));
+    let us: Vec<f64> = (0..apps).map(|_| rng.unit()).collect();
+    let sum = |x_min: f64| us.iter().map(|&u| pareto(x_min, u)).sum::<usize>();
+    let (mut lo, mut hi) = (0.0f64, MAX_APP as f64);
+    for _ in 0..60 {
+        let mid = (lo + hi) / 2.0;
+        if sum(mid) < containers {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let mut sizes: Vec<usize> = us.iter().map(|&u| pareto(hi, u)).collect();
+    let mut order: Vec<usize> = (0..apps).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
+    let mut total: usize = sizes.iter().sum();
+    // Over: take from the largest (never below one); under: add to the
+    // largest that have room.
+    for &i in order.iter().cycle().take(apps * 4) {
+        if total == containers {
+            break;
+        }
+        if total > containers && sizes[i] > 1 {
+            sizes[i] -= 1;
+            total -= 1;
+        } else if total < containers && sizes[i] < MAX_APP {
+            sizes[i] += 1;
+            total += 1;
+        }
+    }
+    (sizes, hi)
 }
 
 /// Container flavors: (share, millicores, memory GiB).
@@ -103,9 +159,52 @@ fn feasible_per_switch(
         .collect()
 }
 
-/// Generates groups totalling exactly `spec.containers` replicas.
+/// Generates groups totalling exactly `spec.containers` replicas (fewer
+/// only when the estate is full). With [`WorkloadSpec::apps`], apps that
+/// do not fit where they were drawn (a core app on the few core hosts, a
+/// DMZ app on its few switches) leave containers for extra apps; the
+/// planned count is corrected (a few generations, each well under a
+/// second) until the result is within 2 % of the asked count, or the
+/// closest of five is taken.
 pub fn generate(spec: &WorkloadSpec, estate: &Estate, policy: &ZonePolicy) -> Vec<GroupSpec> {
     let _span = tracing::info_span!("generate_workload", containers = spec.containers).entered();
+    let Some(want) = spec.apps.filter(|n| *n > 0) else {
+        return generate_once(spec, estate, policy, None);
+    };
+    let mut plan = want;
+    let mut best: Option<(usize, Vec<GroupSpec>)> = None;
+    for _ in 0..5 {
+        let groups = generate_once(spec, estate, policy, Some(plan));
+        let got = app_count(&groups).max(1);
+        let off = got.abs_diff(want);
+        if best.as_ref().is_none_or(|(o, _)| off < *o) {
+            best = Some((off, groups));
+        }
+        if off * 50 <= want {
+            break;
+        }
+        plan = ((plan as f64) * (want as f64) / (got as f64))
+            .round()
+            .max(1.0) as usize;
+    }
+    best.map(|(_, g)| g).unwrap_or_default()
+}
+
+/// Distinct apps among `groups`.
+pub fn app_count(groups: &[GroupSpec]) -> usize {
+    groups
+        .iter()
+        .map(|g| g.request.group.app.as_str())
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+}
+
+fn generate_once(
+    spec: &WorkloadSpec,
+    estate: &Estate,
+    policy: &ZonePolicy,
+    apps: Option<usize>,
+) -> Vec<GroupSpec> {
     let mut rng = SeededRng::new(spec.seed ^ 0x0A55_1E55);
     let cap = estate.cpu_by_zone();
     let mut fit_cache = HashMap::new();
@@ -123,6 +222,10 @@ pub fn generate(spec: &WorkloadSpec, estate: &Estate, policy: &ZonePolicy) -> Ve
     let mut left = spec.containers;
     let mut app_no = 0usize;
     let mut misses = 0usize;
+    let (planned, x_min) = apps.map_or((Vec::new(), 2.0), |n| {
+        planned_sizes(&mut rng, n, spec.containers)
+    });
+    let mut planned = planned.into_iter();
     while left > 0 {
         let level = choose(&mut rng, &LEVELS);
         let (cpu, mem) = {
@@ -138,10 +241,10 @@ pub fn generate(spec: &WorkloadSpec, estate: &Estate, policy: &ZonePolicy) -> Ve
             }
             (f.1, f.2)
         };
-        // Pareto(alpha = 1.1, x_min = 2): most apps have a few replicas, a
-        // few have thousands.
-        let u = rng.unit().max(1e-9);
-        let mut total = ((2.0 / u.powf(1.0 / 1.1)) as usize).clamp(1, 6000);
+        // Pareto(alpha = 1.1, x_min = 2 or scaled to the planned apps):
+        // most apps have a few replicas, a few have thousands.
+        let u = rng.unit();
+        let mut total = planned.next().unwrap_or_else(|| pareto(x_min, u));
         let mut res = Resources::new(cpu, mem * GIB);
         res.disk.l1 = (10 + rng.below(30)) * GIB;
         if rng.unit() < 0.2 {
@@ -337,6 +440,7 @@ mod tests {
             containers: 25_000,
             seed: 3,
             max_fill_percent: 70,
+            apps: None,
         };
         let g = generate(&spec, &e, &ZonePolicy::default());
         let total: u32 = g.iter().map(|g| g.request.replicas).sum();
@@ -345,5 +449,46 @@ mod tests {
         let small = g.iter().filter(|g| g.request.replicas <= 3).count();
         assert!(max >= 50, "largest group {max}");
         assert!(small * 3 >= g.len(), "small groups {small} of {}", g.len());
+    }
+
+    #[test]
+    fn a_set_number_of_apps_keeps_the_total_and_the_tail() {
+        let e = Estate::generate(&EstateSpec {
+            hosts: 1000,
+            seed: 3,
+        });
+        let spec = WorkloadSpec {
+            containers: 25_000,
+            seed: 3,
+            max_fill_percent: 70,
+            apps: Some(833),
+        };
+        let g = generate(&spec, &e, &ZonePolicy::default());
+        let total: u32 = g.iter().map(|g| g.request.replicas).sum();
+        assert_eq!(total, 25_000);
+        let mut per_app: HashMap<&str, u32> = HashMap::new();
+        for x in &g {
+            *per_app.entry(x.request.group.app.as_str()).or_default() += x.request.replicas;
+        }
+        assert!(per_app.len().abs_diff(833) <= 25, "{} apps", per_app.len());
+        let max = per_app.values().max().copied().unwrap_or(0);
+        let small = per_app.values().filter(|n| **n <= 6).count();
+        assert!(max >= 500, "largest app {max}");
+        assert!(
+            small * 4 >= per_app.len(),
+            "small apps {small} of {}",
+            per_app.len()
+        );
+    }
+
+    #[test]
+    fn planned_sizes_sum_to_the_total() {
+        let mut rng = SeededRng::new(9);
+        for (apps, total) in [(5_000, 150_000), (1, 10), (10, 10), (3, 20_000), (7, 5)] {
+            let (s, _) = planned_sizes(&mut rng, apps, total);
+            assert_eq!(s.len(), apps.min(total), "{apps} {total}");
+            assert!(s.iter().all(|&n| (1..=MAX_APP).contains(&n)));
+            assert_eq!(s.iter().sum::<usize>(), total.min(apps * MAX_APP));
+        }
     }
 }

@@ -19,6 +19,12 @@ pub struct Args {
     /// Containers to place, over heavy-tailed groups.
     #[arg(long, default_value_t = 150_000)]
     pub containers: usize,
+    /// With `--e2e`: apps to split the containers into, over the same
+    /// heavy tail (default: one per 30 containers, the 5,000 apps of
+    /// 150,000 containers that the target names; 0: as many as the tail
+    /// gives, about one per 14).
+    #[arg(long)]
+    pub apps: Option<usize>,
     /// Seed of the estate, the workload and the scheduler's tie-breaks.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -130,9 +136,15 @@ async fn run_e2e(args: Args) -> anyhow::Result<()> {
         }
     };
     let store = open_empty(&url).await?;
+    let apps = match args.apps {
+        Some(0) => None,
+        Some(n) => Some(n),
+        None => Some((args.containers / 30).max(1)),
+    };
     let config = E2eConfig {
         hosts: args.hosts,
         containers: args.containers,
+        apps,
         seed: args.seed,
         store_url: if args.store.is_some() {
             url.clone()
