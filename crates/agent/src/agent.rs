@@ -738,42 +738,49 @@ impl Reconciler {
         // event asked for a pass, no restart is due and the engine says
         // nothing changed since the last listing, the plan would be the
         // same: skip it (most passes of a quiet host; a simulated fleet of
-        // thousands spent most of its time here).
+        // thousands spent most of its time here). When only the orders
+        // changed, the last listing is still the engine's state.
         let generation = self.driver.generation();
         let restart_due = next_restart(&self.trackers).is_some_and(|at| at <= now);
-        if !self.dirty
-            && !restart_due
-            && generation.is_some()
-            && generation == self.listed_generation
-        {
+        let unchanged = generation.is_some() && generation == self.listed_generation;
+        if !self.dirty && !restart_due && unchanged {
             self.quiet_passes += 1;
             return;
         }
+        let observed = if unchanged {
+            // New orders, the engine as last listed: plan on that listing.
+            std::mem::take(&mut self.observed)
+        } else {
+            match self
+                .driver
+                .list(&LabelFilter::host(&self.config.name))
+                .await
+            {
+                Ok(listed) => {
+                    let mut observed = BTreeMap::new();
+                    for s in listed {
+                        match s.instance.clone() {
+                            Some(id) => {
+                                observed.insert(id, s);
+                            }
+                            None => {
+                                warn!(name = %s.name, "a jdos container without a valid instance label; leaving it alone")
+                            }
+                        }
+                    }
+                    observed
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot list the engine's containers; retrying");
+                    self.dirty = true;
+                    self.listed_generation = None;
+                    return;
+                }
+            }
+        };
         self.dirty = false;
         // Read before listing: a change during the listing is seen next time.
         self.listed_generation = generation;
-        let listed = match self
-            .driver
-            .list(&LabelFilter::host(&self.config.name))
-            .await
-        {
-            Ok(l) => l,
-            Err(e) => {
-                warn!(error = %e, "cannot list the engine's containers; retrying");
-                return;
-            }
-        };
-        let mut observed = BTreeMap::new();
-        for s in listed {
-            match s.instance.clone() {
-                Some(id) => {
-                    observed.insert(id, s);
-                }
-                None => {
-                    warn!(name = %s.name, "a jdos container without a valid instance label; leaving it alone")
-                }
-            }
-        }
         let ctx = PlanContext {
             now,
             mode: self.mode(),

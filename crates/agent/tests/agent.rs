@@ -189,11 +189,18 @@ async fn a_quiet_host_skips_resync_listings_until_its_engine_changes() {
         &template("img", &[]),
     );
     let spec = jdos_agent::Wanted::from_assignment(&stray, HOST, &Default::default());
+    // The first listing after the change fails: the one after must still
+    // happen, though nothing changes in between.
+    d.fail_next(
+        FakeOp::List,
+        jdos_runtime::DriverError::Unavailable("injected".into()),
+        1,
+    );
     d.create(spec.spec.as_ref().unwrap()).await.unwrap();
     eventually(5, "stray destroyed", || d.container_count() == 3).await;
     assert!(
-        d.calls(FakeOp::List) > lists0 + lists,
-        "the change made the next resync list"
+        d.calls(FakeOp::List) >= lists0 + lists + 2,
+        "the change made the next resyncs list, past a failed listing"
     );
     assert_eq!(
         running_ids(&d).await.len(),
