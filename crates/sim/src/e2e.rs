@@ -310,9 +310,8 @@ async fn submit_app(st: &AppState, a: &SimApp) -> Result<Vec<String>, SimError> 
             )))
         }
     }
-    for t in &tasks {
-        engine.record_submitted(t).await;
-    }
+    // At once, as `apply` does: the recorder puts them in one commit.
+    futures_util::future::join_all(tasks.iter().map(|t| engine.record_submitted(t))).await;
     Ok(tasks.into_iter().map(|t| t.id).collect())
 }
 

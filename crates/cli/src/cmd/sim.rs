@@ -45,6 +45,10 @@ pub struct Args {
     /// With `--e2e`: workflow engine concurrency (tasks at once).
     #[arg(long, default_value_t = 512)]
     pub concurrency: usize,
+    /// With `--e2e`: clients applying apps at once (each commits an app and
+    /// its deploy tasks, then the next).
+    #[arg(long, default_value_t = 8)]
+    pub submitters: usize,
     /// With `--e2e`: agent heartbeat interval in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub heartbeat_ms: u64,
@@ -152,12 +156,12 @@ async fn run_e2e(args: Args) -> anyhow::Result<()> {
             "redb (temporary directory)".into()
         },
         concurrency: args.concurrency,
+        submitters: args.submitters,
         heartbeat: std::time::Duration::from_millis(args.heartbeat_ms),
         timeout: std::time::Duration::from_secs(args.timeout_secs),
         agent_metrics: args
             .agent_metrics_secs
             .map(|s| std::time::Duration::from_secs(s.max(1))),
-        ..E2eConfig::default()
     };
     let run = jdos_sim::run_e2e(&config, store).await?;
     print_e2e(&run);

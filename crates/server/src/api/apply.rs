@@ -147,9 +147,11 @@ pub async fn apply(
         match st.events().commit(st.store(), m, st.now_ms()).await? {
             Commit::Done { .. } => {
                 if let Some(engine) = st.engine() {
-                    for t in &tasks {
-                        engine.record_submitted(t).await;
-                    }
+                    // At once: the recorder puts them in one commit.
+                    futures_util::future::join_all(
+                        tasks.iter().map(|t| engine.record_submitted(t)),
+                    )
+                    .await;
                 }
                 tracing::info!(
                     summary = %summary(&result.diff),
