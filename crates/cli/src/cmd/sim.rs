@@ -19,10 +19,10 @@ pub struct Args {
     /// Containers to place, over heavy-tailed groups.
     #[arg(long, default_value_t = 150_000)]
     pub containers: usize,
-    /// With `--e2e`: apps to split the containers into, over the same
-    /// heavy tail (default: one per 30 containers, the 5,000 apps of
-    /// 150,000 containers that the target names; 0: as many as the tail
-    /// gives, about one per 14).
+    /// With `--e2e`: apps to split the containers into, over the same heavy
+    /// tail scaled to that count (the target run: `--apps 5000` of 150,000
+    /// containers). Default: as many as the tail gives, about one app per
+    /// 14 containers.
     #[arg(long)]
     pub apps: Option<usize>,
     /// Seed of the estate, the workload and the scheduler's tie-breaks.
@@ -140,11 +140,7 @@ async fn run_e2e(args: Args) -> anyhow::Result<()> {
         }
     };
     let store = open_empty(&url).await?;
-    let apps = match args.apps {
-        Some(0) => None,
-        Some(n) => Some(n),
-        None => Some((args.containers / 30).max(1)),
-    };
+    let apps = args.apps.filter(|n| *n > 0);
     let config = E2eConfig {
         hosts: args.hosts,
         containers: args.containers,
