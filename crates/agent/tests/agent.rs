@@ -59,6 +59,28 @@ fn start(driver: Arc<FakeDriver>, server: Arc<TestServer>) -> Running {
     Running { status, stop, task }
 }
 
+/// An agent over a fresh fake engine with `n` containers of `app`
+/// assigned, once they all run.
+async fn running(
+    app: &str,
+    n: u32,
+) -> (
+    Arc<FakeDriver>,
+    Arc<TestServer>,
+    Vec<jdos_types::InstanceId>,
+    Running,
+) {
+    let d = Arc::new(FakeDriver::new());
+    let server = TestServer::new(HOST);
+    let ids = assign_n(&server, app, n);
+    let mut a = start(d.clone(), server.clone());
+    wait_status(&mut a.status, 10, "all running", |s| {
+        all_phase(s, n as usize, ContainerPhase::Running)
+    })
+    .await;
+    (d, server, ids, a)
+}
+
 fn all_phase(s: &AgentStatus, n: usize, phase: ContainerPhase) -> bool {
     s.reports.len() == n && s.reports.iter().all(|r| r.phase == phase)
 }
@@ -161,14 +183,7 @@ async fn converges_to_the_assignments_and_reports_them() {
 /// stray container no waiter watches) still reaches the next resync.
 #[tokio::test]
 async fn a_quiet_host_skips_resync_listings_until_its_engine_changes() {
-    let d = Arc::new(FakeDriver::new());
-    let server = TestServer::new(HOST);
-    let ids = assign_n(&server, "quiet", 3);
-    let mut a = start(d.clone(), server.clone());
-    wait_status(&mut a.status, 10, "3 running", |s| {
-        all_phase(s, 3, ContainerPhase::Running)
-    })
-    .await;
+    let (d, server, ids, a) = running("quiet", 3).await;
     eventually(5, "server sees 3 running", || {
         server_sees_running(&server, &ids)
     })
@@ -249,14 +264,7 @@ async fn a_changed_report_does_not_wait_for_the_next_heartbeat() {
 
 #[tokio::test]
 async fn a_crashing_container_restarts_with_back_off_then_reports_a_crash_loop() {
-    let d = Arc::new(FakeDriver::new());
-    let server = TestServer::new(HOST);
-    let ids = assign_n(&server, "crash", 2);
-    let mut a = start(d.clone(), server.clone());
-    wait_status(&mut a.status, 10, "running", |s| {
-        all_phase(s, 2, ContainerPhase::Running)
-    })
-    .await;
+    let (d, server, ids, mut a) = running("crash", 2).await;
     let starts = d.calls(FakeOp::Start);
     let t0 = std::time::Instant::now();
     d.crash(&ids[0], 1).unwrap();

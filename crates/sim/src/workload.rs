@@ -430,8 +430,8 @@ mod tests {
     use super::*;
     use crate::estate::EstateSpec;
 
-    #[test]
-    fn workload_hits_the_total_and_is_heavy_tailed() {
+    /// 25,000 containers on 1,000 hosts.
+    fn workload(apps: Option<usize>) -> Vec<GroupSpec> {
         let e = Estate::generate(&EstateSpec {
             hosts: 1000,
             seed: 3,
@@ -440,9 +440,14 @@ mod tests {
             containers: 25_000,
             seed: 3,
             max_fill_percent: 70,
-            apps: None,
+            apps,
         };
-        let g = generate(&spec, &e, &ZonePolicy::default());
+        generate(&spec, &e, &ZonePolicy::default())
+    }
+
+    #[test]
+    fn workload_hits_the_total_and_is_heavy_tailed() {
+        let g = workload(None);
         let total: u32 = g.iter().map(|g| g.request.replicas).sum();
         assert_eq!(total, 25_000);
         let max = g.iter().map(|g| g.request.replicas).max().unwrap();
@@ -453,17 +458,7 @@ mod tests {
 
     #[test]
     fn a_set_number_of_apps_keeps_the_total_and_the_tail() {
-        let e = Estate::generate(&EstateSpec {
-            hosts: 1000,
-            seed: 3,
-        });
-        let spec = WorkloadSpec {
-            containers: 25_000,
-            seed: 3,
-            max_fill_percent: 70,
-            apps: Some(833),
-        };
-        let g = generate(&spec, &e, &ZonePolicy::default());
+        let g = workload(Some(833));
         let total: u32 = g.iter().map(|g| g.request.replicas).sum();
         assert_eq!(total, 25_000);
         let mut per_app: HashMap<&str, u32> = HashMap::new();
