@@ -59,6 +59,21 @@ fn start(driver: Arc<FakeDriver>, server: Arc<TestServer>) -> Running {
     Running { status, stop, task }
 }
 
+/// A jdos container of this host that nothing assigns.
+fn stray_spec() -> Arc<jdos_runtime::ContainerSpec> {
+    let stray = assignment(
+        id("stray", 0),
+        HOST,
+        1,
+        &network(),
+        99,
+        &template("img", &[]),
+    );
+    jdos_agent::Wanted::from_assignment(&stray, HOST, &Default::default())
+        .spec
+        .expect("a valid spec")
+}
+
 /// An agent over a fresh fake engine with `n` containers of `app`
 /// assigned, once they all run.
 async fn running(
@@ -124,19 +139,10 @@ async fn converges_to_the_assignments_and_reports_them() {
     let d = Arc::new(FakeDriver::new());
     let server = TestServer::new(HOST);
     // A leftover of this host with no assignment: fenced away.
-    let stray = assignment(
-        id("stray", 0),
-        HOST,
-        1,
-        &network(),
-        99,
-        &template("img", &[]),
-    );
-    let spec = jdos_agent::Wanted::from_assignment(&stray, HOST, &Default::default());
     d.ensure_network(&network(), &Default::default())
         .await
         .unwrap();
-    d.create(spec.spec.as_ref().unwrap()).await.unwrap();
+    d.create(&stray_spec()).await.unwrap();
     let ids = assign_n(&server, "conv", 5);
     let mut a = start(d.clone(), server.clone());
     wait_status(&mut a.status, 10, "5 running", |s| {
@@ -195,15 +201,6 @@ async fn a_quiet_host_skips_resync_listings_until_its_engine_changes() {
     let lists = d.calls(FakeOp::List) - lists0;
     assert!(lists <= 1, "a quiet host listed its engine {lists} times");
 
-    let stray = assignment(
-        id("stray", 0),
-        HOST,
-        1,
-        &network(),
-        99,
-        &template("img", &[]),
-    );
-    let spec = jdos_agent::Wanted::from_assignment(&stray, HOST, &Default::default());
     // The first listing after the change fails: the one after must still
     // happen, though nothing changes in between.
     d.fail_next(
@@ -211,7 +208,7 @@ async fn a_quiet_host_skips_resync_listings_until_its_engine_changes() {
         jdos_runtime::DriverError::Unavailable("injected".into()),
         1,
     );
-    d.create(spec.spec.as_ref().unwrap()).await.unwrap();
+    d.create(&stray_spec()).await.unwrap();
     eventually(5, "stray destroyed", || d.container_count() == 3).await;
     assert!(
         d.calls(FakeOp::List) >= lists0 + lists + 2,
