@@ -119,6 +119,72 @@ async fn clones_run_from_a_snapshot_committed_once_by_the_sources_agent() {
     assert_allocations_match(fx.store.as_ref()).await;
 }
 
+/// A source that is restarting (a failed probe under load) is waited for
+/// within the step's retries instead of failing the snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarting_source_is_waited_for() {
+    let fx = fixture(2).await;
+    let g = group("shop", "web", 1);
+    put_group(fx.store.as_ref(), &g).await;
+    assert_succeeded(&run(&fx.srv.engine, deploy(&g)).await);
+    let src = containers(fx.store.as_ref(), &g.key()).await[0].clone();
+    let key = keys::container(&src.id);
+    let set_phase = |phase: ContainerPhase| {
+        let mut c = src.clone();
+        c.phase = phase;
+        let store = fx.store.clone();
+        let key = key.clone();
+        async move {
+            store
+                .put(&key, json::encode(&c).unwrap(), None)
+                .await
+                .unwrap()
+        }
+    };
+    // As the server sees a container its agent is restarting.
+    set_phase(ContainerPhase::Starting).await;
+    let t = fx
+        .srv
+        .engine
+        .submit({
+            let mut req = snap(&g, 2, Some(0)).task("alice");
+            req.department = Some("retail".into());
+            req
+        })
+        .await
+        .unwrap();
+    // Running again once the first attempt found it starting (the test
+    // engine retries after 20 ms, then 40 ms).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = fx.srv.engine.get(&t.id).await.unwrap().unwrap();
+        if now.steps[0].attempts >= 1 {
+            assert_eq!(now.state, TaskState::Running, "{now:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no first attempt");
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    set_phase(ContainerPhase::Running).await;
+    let t = fx
+        .srv
+        .engine
+        .wait(&t.id, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_succeeded(&t);
+    let first = &t.steps[0];
+    assert_eq!(first.name, "choose_source");
+    assert!(first.attempts >= 2, "{first:?}");
+
+    // A stopped source is not worth waiting for.
+    set_phase(ContainerPhase::Stopped).await;
+    let t = run(&fx.srv.engine, snap(&g, 4, Some(0)).task("alice")).await;
+    assert_eq!(t.state, TaskState::Failed);
+    assert_eq!(t.steps[0].attempts, 1, "{:?}", t.steps[0]);
+    assert!(t.error.contains("is stopped"), "{}", t.error);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_and_no_room_leave_nothing_behind() {
     let fx = fixture(2).await;

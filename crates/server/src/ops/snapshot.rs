@@ -36,7 +36,7 @@ use async_trait::async_trait;
 use jdos_store::{json, Compare, TxnOp};
 use jdos_types::agent::{Assignment, SnapshotReport};
 use jdos_types::group::HOST_LABEL;
-use jdos_types::{keys, Container, Group, InstanceId};
+use jdos_types::{keys, Container, ContainerPhase, Group, InstanceId};
 use jdos_workflow::{Operation, StepContext, StepError, StepOutcome, Task, WorkflowError};
 use serde::{Deserialize, Serialize};
 
@@ -193,24 +193,36 @@ impl SnapshotScaleOp {
                     StepError::fatal(format!("group {} has no container with index {i}", p.group))
                 })?;
                 if !common::is_running(c) {
-                    return Err(StepError::fatal(format!(
+                    let msg = format!(
                         "{} is {}: only a running container can be snapshot",
                         c.id,
                         c.phase.as_str()
-                    )));
+                    );
+                    // Starting or restarting (a failed probe): worth the
+                    // step's retries; stopped or failed: not.
+                    return Err(if settling(c) {
+                        StepError::retry(msg)
+                    } else {
+                        StepError::fatal(msg)
+                    });
                 }
                 c
             }
-            None => live
+            None => match live
                 .iter()
                 .filter(|c| common::is_running(c))
                 .min_by_key(|c| c.id.index)
-                .ok_or_else(|| {
-                    StepError::fatal(format!(
-                        "group {} has no running container to snapshot",
-                        p.group
-                    ))
-                })?,
+            {
+                Some(c) => c,
+                None => {
+                    let msg = format!("group {} has no running container to snapshot", p.group);
+                    return Err(if live.iter().any(settling) {
+                        StepError::retry(msg)
+                    } else {
+                        StepError::fatal(msg)
+                    });
+                }
+            },
         };
         let host = src
             .host
@@ -492,4 +504,16 @@ impl Operation for SnapshotScaleOp {
         }
         Ok(())
     }
+}
+
+/// On its way to running (placed, starting, or restarting after a failed
+/// health probe): a snapshot waits for it within the step's retries.
+fn settling(c: &Container) -> bool {
+    matches!(
+        c.phase,
+        ContainerPhase::Pending
+            | ContainerPhase::Scheduled
+            | ContainerPhase::Starting
+            | ContainerPhase::Unhealthy
+    )
 }
