@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -84,7 +85,7 @@ pub struct FakeDriver {
     changes: tokio::sync::watch::Sender<u64>,
     // Bumped on every change of any container ([`Driver::generation`]);
     // not a watch, so creates and starts wake no waiter.
-    generation: std::sync::atomic::AtomicU64,
+    generation: AtomicU64,
     name_scope: Option<String>,
     ncpu: u32,
 }
@@ -101,7 +102,7 @@ impl FakeDriver {
         FakeDriver {
             state: Mutex::new(FakeState::default()),
             changes: tokio::sync::watch::Sender::new(0),
-            generation: std::sync::atomic::AtomicU64::new(0),
+            generation: AtomicU64::new(0),
             name_scope: None,
             ncpu: 64,
         }
@@ -126,8 +127,7 @@ impl FakeDriver {
     }
 
     fn touched(&self) {
-        self.generation
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FakeState> {
@@ -287,7 +287,7 @@ impl Driver for FakeDriver {
     }
 
     fn generation(&self) -> Option<u64> {
-        Some(self.generation.load(std::sync::atomic::Ordering::SeqCst))
+        Some(self.generation.load(Ordering::SeqCst))
     }
 
     async fn ensure_network(

@@ -428,13 +428,12 @@ async fn a_cancelled_scale_out_stops_and_reports_cancelled() {
     fx.agents.hold_running.store(true, Ordering::SeqCst);
     let g = group("shop", "web", 2);
     put_group(fx.store.as_ref(), &g).await;
-    let mut req = DeployParams {
+    let req = DeployParams {
         group: g.key(),
         timeout_secs: Some(60),
     }
     .task("alice");
-    req.department = Some("retail".into());
-    let t = fx.srv.engine.submit(req).await.unwrap();
+    let t = submit(&fx.srv.engine, req).await;
     let store = fx.store.clone();
     let id = t.id.clone();
     until("the wait step", || {

@@ -260,14 +260,12 @@ async fn a_container_that_never_runs_fails_the_wait_naming_it() {
         .store(true, std::sync::atomic::Ordering::SeqCst);
     let g = group("shop", "web", 2);
     put_group(fx.store.as_ref(), &g).await;
-    let mut req = DeployParams {
+    let req = DeployParams {
         group: g.key(),
         timeout_secs: Some(1),
     }
     .task("alice");
-    req.department = Some("retail".into());
-    let t = fx.srv.engine.submit(req).await.unwrap();
-    let t = fx.srv.engine.wait(&t.id, T).await.unwrap();
+    let t = run(&fx.srv.engine, req).await;
     assert_eq!(t.state, TaskState::Failed);
     assert!(
         t.error
@@ -287,9 +285,7 @@ async fn a_server_killed_mid_deploy_resumes_without_duplicates_or_leaked_ips() {
         let fx = fixture(3).await;
         let g = group("shop", "web", 20);
         put_group(fx.store.as_ref(), &g).await;
-        let mut req = deploy(&g);
-        req.department = Some("retail".into());
-        let t = fx.srv.engine.submit(req).await.unwrap();
+        let t = submit(&fx.srv.engine, deploy(&g)).await;
         let store = fx.store.clone();
         let id = t.id.clone();
         until(&format!("step {kill_at}"), || {

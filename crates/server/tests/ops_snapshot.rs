@@ -143,16 +143,7 @@ async fn a_restarting_source_is_waited_for() {
     };
     // As the server sees a container its agent is restarting.
     set_phase(ContainerPhase::Starting).await;
-    let t = fx
-        .srv
-        .engine
-        .submit({
-            let mut req = snap(&g, 2, Some(0)).task("alice");
-            req.department = Some("retail".into());
-            req
-        })
-        .await
-        .unwrap();
+    let t = submit(&fx.srv.engine, snap(&g, 2, Some(0)).task("alice")).await;
     // Running again once the first attempt found it starting (the test
     // engine retries after 20 ms, then 40 ms).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -166,12 +157,7 @@ async fn a_restarting_source_is_waited_for() {
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
     set_phase(ContainerPhase::Running).await;
-    let t = fx
-        .srv
-        .engine
-        .wait(&t.id, std::time::Duration::from_secs(30))
-        .await
-        .unwrap();
+    let t = fx.srv.engine.wait(&t.id, T).await.unwrap();
     assert_succeeded(&t);
     let first = &t.steps[0];
     assert_eq!(first.name, "choose_source");
@@ -235,9 +221,7 @@ async fn a_server_killed_while_the_agent_commits_resumes_with_one_commit() {
     put_group(fx.store.as_ref(), &g).await;
     assert_succeeded(&run(&fx.srv.engine, deploy(&g)).await);
     fx.agents.hold_snapshots.store(true, Ordering::SeqCst);
-    let mut req = snap(&g, 4, None).task("alice");
-    req.department = Some("retail".into());
-    let t = fx.srv.engine.submit(req).await.unwrap();
+    let t = submit(&fx.srv.engine, snap(&g, 4, None).task("alice")).await;
     let store = fx.store.clone();
     let id = t.id.clone();
     until("the commit ordered", || {

@@ -33,8 +33,8 @@ pub struct WorkloadSpec {
     pub max_fill_percent: u32,
     /// Number of apps to split the containers into (same heavy tail, scaled
     /// to this mean); `None`: as many as the tail gives (~14 containers an
-    /// app). Containers that do not fit where an app was drawn go to the
-    /// next app, so the count is met unless the estate is full.
+    /// app). Containers that do not fit where an app was drawn go to extra
+    /// apps, so the count is met within a few percent (see [`generate`]).
     #[serde(default)]
     pub apps: Option<usize>,
 }

@@ -185,10 +185,15 @@ pub fn key(g: &Group) -> GroupKey {
     g.key()
 }
 
-/// Submits and waits for a task to finish.
-pub async fn run(engine: &Engine, mut req: NewTask) -> Task {
+/// Submits a task (department `retail`) without waiting for it.
+pub async fn submit(engine: &Engine, mut req: NewTask) -> Task {
     req.department = Some("retail".into());
-    let t = engine.submit(req).await.unwrap();
+    engine.submit(req).await.unwrap()
+}
+
+/// Submits and waits for a task to finish.
+pub async fn run(engine: &Engine, req: NewTask) -> Task {
+    let t = submit(engine, req).await;
     engine.wait(&t.id, T).await.unwrap()
 }
 
