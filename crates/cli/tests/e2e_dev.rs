@@ -15,6 +15,9 @@ struct Dev {
     addr: String,
     token: String,
     config: PathBuf,
+    /// Its stderr (logs at info): shown when a CLI run fails, so a flaky
+    /// failure says what the server was doing.
+    log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -28,6 +31,7 @@ impl Dev {
     fn start_with(extra: &[&str]) -> Dev {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.json");
+        let log = dir.path().join("dev.log");
         let mut child = Command::new(JDOS)
             .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path().join("data"))
@@ -35,20 +39,21 @@ impl Dev {
             .env("JDOS_CONFIG", &config)
             .env_remove("JDOS_ADDR")
             .env_remove("JDOS_TOKEN")
+            .env("JDOS_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("spawn jdos dev");
         // Read the banner on a thread so a silent child cannot hang the test.
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
+            // Drain to the end even once the banner was read: closing the
+            // pipe under a running server is another test's subject.
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
+                let _ = tx.send(line);
             }
         });
         let mut dev = Dev {
@@ -56,6 +61,7 @@ impl Dev {
             addr: String::new(),
             token: String::new(),
             config,
+            log,
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -80,7 +86,27 @@ impl Dev {
 
     /// Runs `jdos ARGS` with the config file `jdos dev` wrote (no flags).
     fn jdos(&self, args: &[&str]) -> Run {
-        run_with_config(&self.config, args)
+        let mut run = run_with_config(&self.config, args);
+        if run.code != Some(0) {
+            run.server = Some(self.diagnosis());
+        }
+        run
+    }
+
+    /// Whether `jdos dev` still runs, and the end of its log.
+    fn diagnosis(&self) -> String {
+        let pid = self.child.id();
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| Some(s.rsplit_once(") ")?.1.chars().next()?.to_string()))
+            .unwrap_or_else(|| "gone".into());
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(60).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!(
+            "jdos dev (pid {pid}) state: {state}\nits log's last lines:\n{}",
+            tail.join("\n")
+        )
     }
 
     /// Stops it with SIGTERM, as a service manager would, and waits.
@@ -119,6 +145,8 @@ struct Run {
     code: Option<i32>,
     stdout: String,
     stderr: String,
+    /// For a failed run against `jdos dev`: its state and log.
+    server: Option<String>,
 }
 
 impl Run {
@@ -126,9 +154,10 @@ impl Run {
         assert_eq!(
             self.code,
             Some(0),
-            "stdout: {}\nstderr: {}",
+            "stdout: {}\nstderr: {}\n{}",
             self.stdout,
-            self.stderr
+            self.stderr,
+            self.server.unwrap_or_default()
         );
         self.stdout
     }
@@ -161,6 +190,7 @@ fn run_with_config(config: &Path, args: &[&str]) -> Run {
         code: out.status.code(),
         stdout: String::from_utf8(out.stdout).unwrap(),
         stderr: String::from_utf8(out.stderr).unwrap(),
+        server: None,
     }
 }
 
@@ -333,6 +363,69 @@ fn dev_mode_driven_by_the_cli() {
 
     // Ctrl-C / SIGTERM stops it cleanly.
     let status = dev.stop();
+    assert!(status.success(), "jdos dev exited with {status}");
+}
+
+/// Whoever started `jdos dev` may stop reading its output (`jdos dev | head`,
+/// a supervisor dropping the pipe): the server keeps serving. It used to die
+/// on the banner's `EPIPE`, which made the test above flaky when the banner
+/// reader stopped early.
+#[test]
+fn a_closed_stdout_does_not_stop_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut child = Command::new(JDOS)
+        .args([
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--driver",
+            "fake",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .env("JDOS_CONFIG", &config)
+        .env_remove("JDOS_ADDR")
+        .env_remove("JDOS_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn jdos dev");
+    // The config file is written before the banner.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !config.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "jdos dev exited early");
+        assert!(Instant::now() < deadline, "jdos dev wrote no config file");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Past the banner: still serving, several times over.
+    std::thread::sleep(Duration::from_millis(500));
+    for _ in 0..3 {
+        assert_eq!(child.try_wait().unwrap(), None, "jdos dev died");
+        let table = run_with_config(&config, &["get", "hosts"]);
+        assert_eq!(table.code, Some(0), "{}", table.stderr);
+        assert_eq!(table.stdout.lines().count(), 1 + 16);
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "jdos dev did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
     assert!(status.success(), "jdos dev exited with {status}");
 }
 

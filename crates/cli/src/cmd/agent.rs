@@ -122,20 +122,20 @@ pub async fn run(a: Args, _g: &GlobalOpts) -> anyhow::Result<()> {
         }
     };
     let control = Arc::new(HttpControlPlane::new(&a.server, &a.join_token)?);
-    println!(
-        "jdos agent {name}: {} driver, server {}, capacity {} millicores / {} MiB",
+    super::say(&format!(
+        "jdos agent {name}: {} driver, server {}, capacity {} millicores / {} MiB\n",
         driver.name(),
         a.server,
         config.capacity.cpu_millis,
         config.capacity.memory_bytes >> 20
-    );
+    ));
     let (stop_tx, shutdown) = tokio::sync::watch::channel(false);
     let agent = Agent::new(config);
     let mut task = tokio::spawn(agent.run(driver, control, shutdown));
     tokio::select! {
         r = stop.wait() => {
             r?;
-            eprintln!("stopping (containers keep running)…");
+            super::say_err("stopping (containers keep running)…");
             let _ = stop_tx.send(true);
             task.await.context("agent task")??;
         }

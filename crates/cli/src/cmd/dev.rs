@@ -122,49 +122,58 @@ pub async fn run(a: Args, _g: &GlobalOpts) -> anyhow::Result<()> {
     } else {
         format!("{} (removed on exit)", data_dir.display())
     };
-    println!("jdos dev is running: embedded store in {where_}");
-    println!(
-        "simulated hosts: {} datacenters x {} switches x {} racks x {} hosts = {total}",
-        a.datacenters, a.switches, a.racks, a.hosts
-    );
-    println!("address: {addr}");
-    match &token {
-        Some(t) => println!("token: {t}"),
-        None => println!(
-            "token: (not shown: {} is gone; pass the admin token with --token)",
-            jdos_server::auth::ADMIN_TOKEN_FILE
+    // One write, and a closed stdout is not fatal (see `say`).
+    let mut out = vec![
+        format!("jdos dev is running: embedded store in {where_}"),
+        format!(
+            "simulated hosts: {} datacenters x {} switches x {} racks x {} hosts = {total}",
+            a.datacenters, a.switches, a.racks, a.hosts
         ),
-    }
+        format!("address: {addr}"),
+        match &token {
+            Some(t) => format!("token: {t}"),
+            None => format!(
+                "token: (not shown: {} is gone; pass the admin token with --token)",
+                jdos_server::auth::ADMIN_TOKEN_FILE
+            ),
+        },
+    ];
     if !a.no_config {
-        println!("config: {} (the next commands use it)", cfg_path.display());
+        out.push(format!(
+            "config: {} (the next commands use it)",
+            cfg_path.display()
+        ));
     }
-    println!(
+    out.push(format!(
         "agents: {} in this process, {} driver",
         agents.len(),
         agents.driver_name()
-    );
+    ));
     for n in &networks {
-        println!(
+        out.push(format!(
             "network: {} {} (datacenter hosts behind {})",
             n.name,
             n.subnet,
             n.switches.join(", ")
-        );
+        ));
     }
     let example = hosts.first().map(String::as_str).unwrap_or("HOST");
-    println!();
-    println!("Try:");
-    println!("  jdos get hosts");
-    println!("  jdos get datacenters");
-    println!("  jdos describe host {example}");
-    println!("  jdos cordon host {example}");
-    println!("  jdos get events");
-    println!("  jdos bench api --rate 500 --duration 10s");
-    println!();
-    println!("Press Ctrl-C to stop.");
+    out.extend([
+        String::new(),
+        "Try:".into(),
+        "  jdos get hosts".into(),
+        "  jdos get datacenters".into(),
+        format!("  jdos describe host {example}"),
+        format!("  jdos cordon host {example}"),
+        "  jdos get events".into(),
+        "  jdos bench api --rate 500 --duration 10s".into(),
+        String::new(),
+        "Press Ctrl-C to stop.\n".into(),
+    ]);
+    super::say(&out.join("\n"));
 
     stop.wait().await?;
-    eprintln!("stopping…");
+    super::say_err("stopping…");
     // A temporary data dir takes the records with it: remove what the
     // agents ran too, so nothing outlives the store that knew about it.
     let cleanup = a.data_dir.is_none();
@@ -201,11 +210,13 @@ impl DevAgents {
                 match probe {
                     Ok(Ok(_)) => true,
                     Ok(Err(e)) => {
-                        eprintln!("no Docker engine ({e}): the agents use the fake driver");
+                        super::say_err(&format!(
+                            "no Docker engine ({e}): the agents use the fake driver"
+                        ));
                         false
                     }
                     Err(_) => {
-                        eprintln!("the Docker engine did not answer in 2 s: the agents use the fake driver");
+                        super::say_err("the Docker engine did not answer in 2 s: the agents use the fake driver");
                         false
                     }
                 }
@@ -245,7 +256,7 @@ impl DevAgents {
             let (d, rx, name) = (driver.clone(), shutdown.clone(), reg.name.clone());
             let task = tokio::spawn(async move {
                 if let Err(e) = agent.run(d, control, rx).await {
-                    eprintln!("agent {name} stopped: {e}");
+                    super::say_err(&format!("agent {name} stopped: {e}"));
                 }
             });
             agents.push((reg.name.clone(), driver, task));
@@ -283,7 +294,7 @@ impl DevAgents {
             for c in list {
                 if let Some(id) = c.instance {
                     if let Err(e) = driver.destroy(&id, DestroyOptions::purge()).await {
-                        eprintln!("cannot remove container {}: {e}", c.name);
+                        super::say_err(&format!("cannot remove container {}: {e}", c.name));
                     }
                 }
             }
@@ -293,7 +304,7 @@ impl DevAgents {
             let realization = NetworkRealization::bridge();
             for n in networks {
                 if let Err(e) = driver.remove_network(&n.name, &realization).await {
-                    eprintln!("cannot remove network {}: {e}", n.name);
+                    super::say_err(&format!("cannot remove network {}: {e}", n.name));
                 }
             }
         }

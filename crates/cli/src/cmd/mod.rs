@@ -64,6 +64,22 @@ pub fn init_tracing(g: &GlobalOpts) {
         .try_init();
 }
 
+/// Writes a long-running command's banner to stdout, ignoring a closed pipe:
+/// a server must not die because whoever started it stopped reading its
+/// output (`jdos dev | head`, a supervisor that drops the pipe). `println!`
+/// would panic on that `EPIPE`.
+pub fn say(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// [`say`] for stderr, one line.
+pub fn say_err(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 /// Renders an error chain on one line: `what failed: because: because`.
 pub fn render_error(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();

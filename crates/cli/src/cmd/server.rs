@@ -113,29 +113,34 @@ pub async fn run(a: Args, _g: &GlobalOpts) -> anyhow::Result<()> {
     let handle = jdos_server::start(config)
         .await
         .with_context(|| format!("cannot start the server on {}", a.listen))?;
-    println!("jdos server listening (data dir {})", a.data_dir.display());
-    println!("address: http://{}", handle.addr);
+    // One write, and a closed stdout is not fatal (see `say`).
+    let mut out = vec![
+        format!("jdos server listening (data dir {})", a.data_dir.display()),
+        format!("address: http://{}", handle.addr),
+    ];
     match &handle.admin_token {
-        Some(t) => {
-            println!("token: {t}");
-            println!("This admin token is shown only once: keep it safe. Use it with:");
-            println!("  jdos login --addr http://{} --token {t}", handle.addr);
-        }
-        None => println!(
+        Some(t) => out.extend([
+            format!("token: {t}"),
+            "This admin token is shown only once: keep it safe. Use it with:".into(),
+            format!("  jdos login --addr http://{} --token {t}", handle.addr),
+        ]),
+        None => out.push(format!(
             "(the admin token was printed on this data dir's first start; see {} there)",
             jdos_server::auth::ADMIN_TOKEN_FILE
-        ),
+        )),
     }
     if a.join_token.is_none() {
-        println!(
+        out.push(format!(
             "agents join with the token in {}",
             a.data_dir
                 .join(jdos_server::server::JOIN_TOKEN_FILE)
                 .display()
-        );
+        ));
     }
+    out.push(String::new());
+    super::say(&out.join("\n"));
     stop.wait().await?;
-    eprintln!("stopping…");
+    super::say_err("stopping…");
     handle.shutdown().await;
     Ok(())
 }
