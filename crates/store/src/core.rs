@@ -316,6 +316,20 @@ impl Core {
         core
     }
 
+    /// The history entries of revisions in `after+1..=upto` still held.
+    pub fn history_range(
+        &self,
+        after: Revision,
+        upto: Revision,
+    ) -> Vec<(Revision, Arc<Vec<WatchEvent>>)> {
+        let start = self.history.partition_point(|h| h.rev <= after);
+        self.history
+            .range(start..)
+            .take_while(|h| h.rev <= upto)
+            .map(|h| (h.rev, h.events.clone()))
+            .collect()
+    }
+
     /// Reads one key.
     pub fn get(&self, key: &str) -> Option<KeyValue> {
         self.kvs.get(key).cloned()

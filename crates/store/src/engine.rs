@@ -30,6 +30,10 @@ const LEASE_TICK: Duration = Duration::from_millis(50);
 
 /// Makes a planned batch durable.
 pub(crate) trait Persist: Send + 'static {
+    /// Called once before the first write with the state it persists
+    /// (a backend that checkpoints in the background reads it there).
+    fn attach(&mut self, _core: &Arc<RwLock<Core>>) {}
+
     /// Writes the plan in one durable transaction; on error nothing of it
     /// may be visible after a restart.
     fn persist(&mut self, plan: &Plan) -> Result<()>;
@@ -75,7 +79,8 @@ impl Engine {
         let core = Arc::new(RwLock::new(core));
         let (queue, writer) = match persist {
             None => (None, None),
-            Some(p) => {
+            Some(mut p) => {
+                p.attach(&core);
                 let (tx, rx) = std_mpsc::channel();
                 let c = core.clone();
                 let handle = std::thread::Builder::new()

@@ -50,6 +50,7 @@ mod core;
 mod engine;
 mod memory;
 mod redb_store;
+mod wal;
 
 pub use memory::MemoryStore;
 pub use redb_store::RedbStore;
@@ -66,6 +67,11 @@ pub struct StoreOptions {
     /// Revisions of history kept on disk (persistent backends), replayed to
     /// watches after a restart.
     pub disk_history: u64,
+    /// redb: longest time between checkpoints of the write-ahead log into
+    /// the file while writes come in (the log is replayed after a crash).
+    pub checkpoint_every: std::time::Duration,
+    /// redb: log bytes after which a checkpoint is due sooner.
+    pub checkpoint_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -74,6 +80,8 @@ impl Default for StoreOptions {
             history_events: 200_000,
             watch_buffer: 16_384,
             disk_history: 10_000,
+            checkpoint_every: std::time::Duration::from_secs(1),
+            checkpoint_bytes: 64 << 20,
         }
     }
 }

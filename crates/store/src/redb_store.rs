@@ -1,22 +1,31 @@
-//! The embedded backend on redb: one file, group commit, every acknowledged
-//! write fsynced.
+//! The embedded backend on redb: one file plus its write-ahead log, group
+//! commit, every acknowledged write fsynced.
 //!
 //! All state is also held in the shared in-memory core, so reads and watches
-//! never touch the file; the file is written by the single writer thread
-//! (one redb transaction with `Durability::Immediate` per batch of queued
-//! writes) and read only at open.
+//! never touch the disk. The single writer thread appends each batch of
+//! queued writes to the log ([`crate::wal`], one `fdatasync`) and then
+//! acknowledges it. A checkpointer thread brings the redb file up to date in
+//! one transaction every second or so ([`StoreOptions::checkpoint_every`],
+//! sooner after [`StoreOptions::checkpoint_bytes`] of log) and removes the
+//! log segments it covers. Opening loads the file and
+//! replays the log written after its last checkpoint.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, RwLock, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::codec::{decode_events, decode_kv, encode_events, encode_kv};
-use crate::core::{Core, Effect, Plan};
+use crate::core::{read, Core, Plan};
 use crate::engine::{delegate_store, Engine, Persist};
-use crate::{KeyValue, Result, StoreError, StoreOptions};
+use crate::wal::{self, Record, Wal};
+use crate::{EventKind, KeyValue, LeaseId, Result, Revision, StoreError, StoreOptions, WatchEvent};
 
 /// key → encoded [`KeyValue`] (without the key).
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
@@ -70,16 +79,46 @@ impl RedbStore {
         let db = Database::create(&path)
             .map_err(|e| backend(&format!("cannot open {}", path.display()), e))?;
         init_tables(&db)?;
-        let core = load(&db, &opts)?;
+        let mut state = load(&db, &opts)?;
+        let on_file = state.revision;
+        let wal_dir = wal::dir_of(&path);
+        let records = wal::read_all(&wal_dir)?;
+        let touched = replay(&mut state, &records)?;
+        if state.revision != on_file || !touched.is_empty() {
+            // Into the file at once: the log restarts empty.
+            let cp = state.checkpoint(&touched, on_file);
+            write_checkpoint(&db, &cp, opts.disk_history.max(1))?;
+        }
+        if let Some((last, _)) = wal::segments(&wal_dir)?.last() {
+            wal::remove_through(&wal_dir, *last)?;
+        }
         tracing::info!(
-            keys = core.kvs.len(),
-            revision = core.revision,
-            leases = core.leases.len(),
+            keys = state.kvs.len(),
+            revision = state.revision,
+            replayed = records.len(),
+            leases = state.leases.len(),
             "store loaded"
         );
+        let core = Core::restore(
+            opts.limits(),
+            state.kvs,
+            state.revision,
+            state.compacted,
+            state.leases.into_iter().collect(),
+            state.next_lease,
+            state.history,
+        );
         let persist = RedbPersist {
-            db,
+            wal: Wal::open(&wal_dir)?,
+            broken: false,
+            dirty: HashSet::new(),
+            last_job: Instant::now(),
+            db: Some(db),
             disk_history: opts.disk_history.max(1),
+            every: opts.checkpoint_every,
+            bytes: opts.checkpoint_bytes.max(1),
+            core: Weak::new(),
+            checkpointer: None,
         };
         let engine = Engine::start(core, Some(Box::new(persist)))?;
         Ok(RedbStore { engine, path })
@@ -106,7 +145,39 @@ fn init_tables(db: &Database) -> Result<()> {
     txn.commit().map_err(|e| backend("commit", e))
 }
 
-fn load(db: &Database, opts: &StoreOptions) -> Result<Core> {
+/// What the file (and then the log) holds, before it becomes a [`Core`].
+struct Loaded {
+    kvs: BTreeMap<String, KeyValue>,
+    revision: Revision,
+    compacted: Revision,
+    leases: BTreeMap<LeaseId, Duration>,
+    next_lease: LeaseId,
+    history: Vec<(Revision, Vec<WatchEvent>)>,
+}
+
+impl Loaded {
+    /// A checkpoint of the `touched` keys and the history after `after`.
+    fn checkpoint(&self, touched: &HashSet<String>, after: Revision) -> Checkpoint {
+        Checkpoint {
+            kvs: touched
+                .iter()
+                .map(|k| (k.clone(), self.kvs.get(k).cloned()))
+                .collect(),
+            leases: self.leases.iter().map(|(id, ttl)| (*id, *ttl)).collect(),
+            history: self
+                .history
+                .iter()
+                .filter(|(rev, _)| *rev > after)
+                .map(|(rev, events)| (*rev, Arc::new(events.clone())))
+                .collect(),
+            revision: self.revision,
+            compacted: self.compacted,
+            next_lease: self.next_lease,
+        }
+    }
+}
+
+fn load(db: &Database, opts: &StoreOptions) -> Result<Loaded> {
     let r = db.begin_read().map_err(|e| backend("begin read", e))?;
     let meta = r.open_table(META).map_err(|e| backend("open meta", e))?;
     let get_meta = |k: &str| -> Result<u64> {
@@ -129,13 +200,13 @@ fn load(db: &Database, opts: &StoreOptions) -> Result<Core> {
         kvs.insert(key, kv);
     }
 
-    let mut leases = Vec::new();
+    let mut leases = BTreeMap::new();
     let t = r
         .open_table(LEASES)
         .map_err(|e| backend("open leases", e))?;
     for item in t.iter().map_err(|e| backend("read leases", e))? {
         let (k, v) = item.map_err(|e| backend("read leases", e))?;
-        leases.push((k.value(), Duration::from_millis(v.value())));
+        leases.insert(k.value(), Duration::from_millis(v.value()));
     }
 
     let mut history = Vec::new();
@@ -155,86 +226,340 @@ fn load(db: &Database, opts: &StoreOptions) -> Result<Core> {
     }
     history.reverse();
 
-    Ok(Core::restore(
-        opts.limits(),
+    Ok(Loaded {
         kvs,
         revision,
         compacted,
         leases,
         next_lease,
         history,
-    ))
+    })
 }
 
+/// Applies the log's records written after the file's last checkpoint;
+/// answers the keys they touched.
+///
+/// A checkpoint at revision R was taken when the log moved to a new segment,
+/// so every record of the older segments ends at or before R and the newer
+/// ones start at R. The file may hold values newer than R (the checkpointer
+/// reads the live state): replaying the newer records in order, each event
+/// an absolute state, ends at the same values.
+fn replay(state: &mut Loaded, records: &[Record]) -> Result<HashSet<String>> {
+    let on_file = state.revision;
+    let mut touched = HashSet::new();
+    for rec in records {
+        if rec.base < on_file {
+            continue;
+        }
+        if rec.base != state.revision {
+            return Err(StoreError::Backend(format!(
+                "write-ahead log skips from revision {} to {}: acknowledged writes are missing",
+                state.revision, rec.base
+            )));
+        }
+        for (rev, events) in &rec.commits {
+            for ev in events {
+                let key = &ev.kv.key;
+                match ev.kind {
+                    EventKind::Put => {
+                        state.kvs.insert(key.clone(), ev.kv.clone());
+                    }
+                    EventKind::Delete => {
+                        state.kvs.remove(key);
+                    }
+                }
+                touched.insert(key.clone());
+            }
+            state.history.push((*rev, events.clone()));
+        }
+        for (id, ttl) in &rec.leases {
+            match ttl {
+                Some(ttl) => state.leases.insert(*id, *ttl),
+                None => state.leases.remove(id),
+            };
+        }
+        state.revision = rec.revision;
+        state.compacted = state.compacted.max(rec.compacted);
+        state.next_lease = state.next_lease.max(rec.next_lease);
+    }
+    Ok(touched)
+}
+
+/// What one checkpoint writes to the file.
+struct Checkpoint {
+    /// Keys to write (`None`: delete).
+    kvs: Vec<(String, Option<KeyValue>)>,
+    /// The whole lease table.
+    leases: Vec<(LeaseId, Duration)>,
+    /// History entries not yet in the file.
+    history: Vec<(Revision, Arc<Vec<WatchEvent>>)>,
+    /// The log records up to this revision are in the file after it.
+    revision: Revision,
+    compacted: Revision,
+    next_lease: LeaseId,
+}
+
+/// Writes `cp` in one durable redb transaction.
+fn write_checkpoint(db: &Database, cp: &Checkpoint, disk_history: u64) -> Result<()> {
+    // `Durability::Immediate` is redb's default: commit returns after fsync.
+    let txn = db.begin_write().map_err(|e| backend("begin", e))?;
+    {
+        let mut kv = txn.open_table(KV).map_err(|e| backend("open kv", e))?;
+        let mut buf = Vec::new();
+        for (key, v) in &cp.kvs {
+            match v {
+                Some(v) => {
+                    buf.clear();
+                    encode_kv(v, &mut buf);
+                    kv.insert(key.as_str(), buf.as_slice())
+                        .map_err(|e| backend("write kv", e))?;
+                }
+                None => {
+                    kv.remove(key.as_str())
+                        .map_err(|e| backend("delete kv", e))?;
+                }
+            }
+        }
+        let mut leases = txn
+            .open_table(LEASES)
+            .map_err(|e| backend("open leases", e))?;
+        leases
+            .retain(|_, _| false)
+            .map_err(|e| backend("clear leases", e))?;
+        for (id, ttl) in &cp.leases {
+            let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+            leases
+                .insert(*id, ms)
+                .map_err(|e| backend("write lease", e))?;
+        }
+        let mut hist = txn
+            .open_table(HISTORY)
+            .map_err(|e| backend("open history", e))?;
+        // Only the newest `disk_history` revisions are kept.
+        let floor = cp
+            .compacted
+            .max(cp.revision.saturating_sub(disk_history) + 1);
+        for (rev, events) in &cp.history {
+            if *rev >= floor {
+                hist.insert(*rev, encode_events(events).as_slice())
+                    .map_err(|e| backend("write history", e))?;
+            }
+        }
+        hist.retain_in(..floor, |_, _| false)
+            .map_err(|e| backend("trim history", e))?;
+        let mut meta = txn.open_table(META).map_err(|e| backend("open meta", e))?;
+        for (k, v) in [
+            ("revision", cp.revision),
+            ("compacted", cp.compacted),
+            ("next_lease", cp.next_lease),
+        ] {
+            meta.insert(k, v).map_err(|e| backend("write meta", e))?;
+        }
+    }
+    txn.commit().map_err(|e| backend("commit", e))
+}
+
+/// The revision before `plan`: a checkpoint taken between two batches is
+/// at the later one's base.
+fn base_of(plan: &Plan) -> Revision {
+    plan.effects
+        .iter()
+        .find_map(|e| match e {
+            crate::core::Effect::Commit { rev, .. } => Some(rev.saturating_sub(1)),
+            _ => None,
+        })
+        .unwrap_or(plan.revision)
+}
+
+/// Log, then acknowledge; checkpoint into the file in the background.
 struct RedbPersist {
-    db: Database,
+    wal: Wal,
+    /// An append failed part-way: the next batch starts a new segment, so
+    /// the torn record ends its segment.
+    broken: bool,
+    /// Keys written since the last checkpoint job.
+    dirty: HashSet<String>,
+    last_job: Instant,
+    /// Moved to the checkpointer thread at `attach`.
+    db: Option<Database>,
     disk_history: u64,
+    every: Duration,
+    bytes: u64,
+    core: Weak<RwLock<Core>>,
+    checkpointer: Option<Checkpointer>,
+}
+
+struct Checkpointer {
+    jobs: Option<std_mpsc::Sender<Job>>,
+    busy: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Write the `keys` into the file; the log up to revision `upto`, in the
+/// segments up to `through`, is then covered.
+struct Job {
+    upto: Revision,
+    keys: HashSet<String>,
+    through: u64,
+}
+
+impl RedbPersist {
+    fn send(&mut self, upto: Revision, through: u64) {
+        let Some(c) = &self.checkpointer else { return };
+        let job = Job {
+            upto,
+            keys: std::mem::take(&mut self.dirty),
+            through,
+        };
+        c.busy.store(true, Ordering::SeqCst);
+        if let Some(jobs) = &c.jobs {
+            let _ = jobs.send(job);
+        }
+        self.last_job = Instant::now();
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        let idle = self
+            .checkpointer
+            .as_ref()
+            .is_some_and(|c| !c.busy.load(Ordering::SeqCst));
+        idle && self.wal.len() > 0
+            && (self.wal.len() >= self.bytes || self.last_job.elapsed() >= self.every)
+    }
 }
 
 impl Persist for RedbPersist {
-    fn persist(&mut self, plan: &Plan) -> Result<()> {
-        // `Durability::Immediate` is redb's default: commit returns after fsync.
-        let txn = self.db.begin_write().map_err(|e| backend("begin", e))?;
-        {
-            let mut kv = txn.open_table(KV).map_err(|e| backend("open kv", e))?;
-            let mut buf = Vec::new();
-            for (key, v) in &plan.kvs {
-                match v {
-                    Some(v) => {
-                        buf.clear();
-                        encode_kv(v, &mut buf);
-                        kv.insert(key.as_str(), buf.as_slice())
-                            .map_err(|e| backend("write kv", e))?;
-                    }
-                    None => {
-                        kv.remove(key.as_str())
-                            .map_err(|e| backend("delete kv", e))?;
-                    }
-                }
+    fn attach(&mut self, core: &Arc<RwLock<Core>>) {
+        self.core = Arc::downgrade(core);
+        let Some(db) = self.db.take() else { return };
+        let (jobs, rx) = std_mpsc::channel();
+        let busy = Arc::new(AtomicBool::new(false));
+        let worker = CheckpointWorker {
+            db,
+            core: Arc::downgrade(core),
+            dir: self.wal.dir().to_path_buf(),
+            disk_history: self.disk_history,
+            busy: busy.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("jdos-store-checkpoint".into())
+            .spawn(move || worker.run(rx));
+        match thread {
+            Ok(thread) => {
+                self.checkpointer = Some(Checkpointer {
+                    jobs: Some(jobs),
+                    busy,
+                    thread: Some(thread),
+                })
             }
-            let mut leases = txn
-                .open_table(LEASES)
-                .map_err(|e| backend("open leases", e))?;
-            for (id, ttl) in &plan.leases {
-                match ttl {
-                    Some(ttl) => {
-                        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-                        leases
-                            .insert(*id, ms)
-                            .map_err(|e| backend("write lease", e))?;
-                    }
-                    None => {
-                        leases.remove(*id).map_err(|e| backend("delete lease", e))?;
-                    }
-                }
-            }
-            let mut hist = txn
-                .open_table(HISTORY)
-                .map_err(|e| backend("open history", e))?;
-            // Only the newest `disk_history` revisions are kept; a big batch
-            // skips writing the ones it would trim right away.
-            let floor = plan
-                .compacted
-                .max(plan.revision.saturating_sub(self.disk_history) + 1);
-            for effect in &plan.effects {
-                if let Effect::Commit { rev, events } = effect {
-                    if *rev >= floor {
-                        hist.insert(*rev, encode_events(events).as_slice())
-                            .map_err(|e| backend("write history", e))?;
-                    }
-                }
-            }
-            hist.retain_in(..floor, |_, _| false)
-                .map_err(|e| backend("trim history", e))?;
-            let mut meta = txn.open_table(META).map_err(|e| backend("open meta", e))?;
-            for (k, v) in [
-                ("revision", plan.revision),
-                ("compacted", plan.compacted),
-                ("next_lease", plan.next_lease),
-            ] {
-                meta.insert(k, v).map_err(|e| backend("write meta", e))?;
-            }
+            // The log keeps everything; the next open replays it.
+            Err(e) => tracing::error!(error = %e, "cannot start the store checkpointer"),
         }
-        txn.commit().map_err(|e| backend("commit", e))
     }
+
+    fn persist(&mut self, plan: &Plan) -> Result<()> {
+        if self.broken {
+            self.wal.rotate()?;
+            self.broken = false;
+        }
+        if self.checkpoint_due() {
+            let through = self.wal.rotate()?;
+            self.send(base_of(plan), through);
+        }
+        if let Err(e) = self.wal.append(plan) {
+            self.broken = true;
+            return Err(e);
+        }
+        self.dirty.extend(plan.kvs.keys().cloned());
+        Ok(())
+    }
+}
+
+impl Drop for RedbPersist {
+    /// A clean stop checkpoints what the log holds, so the next open has
+    /// nothing to replay, and releases the file before returning.
+    fn drop(&mut self) {
+        if let Some(core) = self.core.upgrade() {
+            if self.wal.len() > 0 || !self.dirty.is_empty() {
+                let upto = read(&core).revision;
+                let through = self.wal.seq();
+                self.send(upto, through);
+            }
+            if let Some(c) = &mut self.checkpointer {
+                c.jobs.take();
+                if let Some(t) = c.thread.take() {
+                    let _ = t.join();
+                }
+            }
+            drop(core);
+        }
+    }
+}
+
+/// The checkpointer thread's side.
+struct CheckpointWorker {
+    db: Database,
+    core: Weak<RwLock<Core>>,
+    dir: PathBuf,
+    disk_history: u64,
+    busy: Arc<AtomicBool>,
+}
+
+impl CheckpointWorker {
+    fn run(self, jobs: std_mpsc::Receiver<Job>) {
+        // Keys of failed checkpoints are written by the next one, and their
+        // segments are kept until then.
+        let mut pending: HashSet<String> = HashSet::new();
+        let mut after = read_meta_revision(&self.db);
+        while let Ok(job) = jobs.recv() {
+            pending.extend(job.keys);
+            let Some(core) = self.core.upgrade() else {
+                break;
+            };
+            let cp = {
+                let c = read(&core);
+                Checkpoint {
+                    kvs: pending
+                        .iter()
+                        .map(|k| (k.clone(), c.kvs.get(k).cloned()))
+                        .collect(),
+                    leases: c.leases.iter().map(|(id, l)| (*id, l.ttl)).collect(),
+                    history: c.history_range(after, job.upto),
+                    revision: job.upto,
+                    compacted: c.compacted.min(job.upto.max(1)),
+                    next_lease: c.next_lease,
+                }
+            };
+            drop(core);
+            let span =
+                tracing::debug_span!("store_checkpoint", keys = cp.kvs.len(), upto = job.upto);
+            let _enter = span.enter();
+            let t0 = Instant::now();
+            let done = write_checkpoint(&self.db, &cp, self.disk_history)
+                .and_then(|()| wal::remove_through(&self.dir, job.through));
+            match done {
+                Ok(()) => {
+                    pending.clear();
+                    after = job.upto;
+                    tracing::debug!(
+                        elapsed_us = t0.elapsed().as_micros() as u64,
+                        "checkpoint written"
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "store checkpoint failed; the log keeps the writes")
+                }
+            }
+            self.busy.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
+fn read_meta_revision(db: &Database) -> Revision {
+    let get = || -> std::result::Result<Revision, Box<dyn std::error::Error>> {
+        let r = db.begin_read()?;
+        let meta = r.open_table(META)?;
+        Ok(meta.get("revision")?.map(|v| v.value()).unwrap_or(0))
+    };
+    get().unwrap_or(0)
 }

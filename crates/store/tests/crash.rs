@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use jdos_store::{Compare, RangeOptions, RedbStore, Store, Txn, TxnOp};
+use jdos_store::{Compare, RangeOptions, RedbStore, Store, StoreOptions, Txn, TxnOp};
 
 const ENV_PATH: &str = "JDOS_CRASH_CHILD";
 const ENV_ROUND: &str = "JDOS_CRASH_ROUND";
@@ -28,7 +28,13 @@ async fn crash_child() {
         .expect("round")
         .parse()
         .expect("round");
-    let store: Arc<dyn Store> = Arc::new(RedbStore::open(&path).expect("open"));
+    // Odd rounds checkpoint the log into the file every few milliseconds,
+    // so the kill falls between checkpoints with log written after them.
+    let opts = StoreOptions {
+        checkpoint_every: std::time::Duration::from_millis(if round % 2 == 1 { 5 } else { 1000 }),
+        ..StoreOptions::default()
+    };
+    let store: Arc<dyn Store> = Arc::new(RedbStore::open_with(&path, opts).expect("open"));
     println!("READY");
     let mut tasks = Vec::new();
     for w in 0..WRITERS {

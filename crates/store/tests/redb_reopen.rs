@@ -1,15 +1,64 @@
 //! Persistence of the redb backend across close and reopen.
 
+use std::path::Path;
 use std::time::Duration;
 
-use jdos_store::{EventKind, RangeOptions, RedbStore, Store, StoreError, Txn, TxnOp};
+use jdos_store::{EventKind, RangeOptions, RedbStore, Store, StoreError, StoreOptions, Txn, TxnOp};
 
+/// Copies the store file and its write-ahead log under `to`: what a crash
+/// at this moment would leave (every acknowledged write is fsynced).
+fn crash_image(path: &Path, to: &Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(to).expect("mkdir");
+    let copy = to.join(path.file_name().expect("name"));
+    std::fs::copy(path, &copy).expect("copy file");
+    let log = wal_dir(path);
+    let log_copy = wal_dir(&copy);
+    std::fs::create_dir_all(&log_copy).expect("mkdir");
+    for e in std::fs::read_dir(&log).expect("log dir") {
+        let e = e.expect("entry");
+        std::fs::copy(e.path(), log_copy.join(e.file_name())).expect("copy segment");
+    }
+    copy
+}
+
+fn wal_dir(path: &Path) -> std::path::PathBuf {
+    let mut name = path.file_name().expect("name").to_os_string();
+    name.push(".wal");
+    path.with_file_name(name)
+}
+
+/// Bytes in the write-ahead log's segments.
+fn log_bytes(path: &Path) -> u64 {
+    std::fs::read_dir(wal_dir(path))
+        .expect("log dir")
+        .map(|e| e.expect("entry").metadata().expect("meta").len())
+        .sum()
+}
+
+/// A clean stop checkpoints the log into the file: the file alone holds
+/// everything, and the log is empty.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_revision_leases_and_history_survive_reopen() {
+    survive_reopen(false).await;
+}
+
+/// After a crash (an image of the files taken while the store runs, with no
+/// checkpoint since the writes), the log alone brings everything back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_alone_restores_data_leases_and_history_after_a_crash() {
+    survive_reopen(true).await;
+}
+
+async fn survive_reopen(crash: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("nested/dir/store.redb");
+    let mut path = dir.path().join("nested/dir/store.redb");
+    let opts = StoreOptions {
+        // No checkpoint during the writes of the crash case.
+        checkpoint_every: Duration::from_secs(if crash { 3600 } else { 1 }),
+        ..StoreOptions::default()
+    };
     let (lease, short_lease, rev) = {
-        let s = RedbStore::open(&path).expect("open");
+        let s = RedbStore::open_with(&path, opts).expect("open");
         for i in 0..100u32 {
             s.put(&format!("/p/{i:03}"), i.to_be_bytes().to_vec(), None)
                 .await
@@ -26,9 +75,24 @@ async fn data_revision_leases_and_history_survive_reopen() {
             .await
             .expect("put");
         s.compact(50).await.expect("compact");
-        (lease, short, s.revision().await.expect("revision"))
+        let rev = s.revision().await.expect("revision");
+        if crash {
+            assert!(log_bytes(&path) > 0);
+            let image = crash_image(&path, &dir.path().join("image"));
+            // The file alone has none of it: the log is what restores it.
+            let bare = dir.path().join("bare/store.redb");
+            std::fs::create_dir_all(bare.parent().expect("dir")).expect("mkdir");
+            std::fs::copy(&image, &bare).expect("copy");
+            let b = RedbStore::open(&bare).expect("open the file alone");
+            assert_eq!(b.revision().await.expect("revision"), 0);
+            path = image;
+        }
+        (lease, short, rev)
     };
     assert_eq!(rev, 104);
+    if !crash {
+        assert_eq!(log_bytes(&path), 0, "a clean stop leaves no log");
+    }
 
     let s = RedbStore::open(&path).expect("reopen");
     assert_eq!(s.revision().await.expect("revision"), rev);
