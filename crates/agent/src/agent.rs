@@ -18,7 +18,7 @@
 //! before doing anything else (containers moved elsewhere are destroyed).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -116,6 +116,9 @@ struct Shared {
     // Bumped to make the poller fetch a fresh list at once (after=0).
     fetch_gen: AtomicU64,
     kick: Notify,
+    // The next fetch asks for every assignment in full (`known` = 0): the
+    // reconciler lacked an assignment a list said was unchanged.
+    need_full: AtomicBool,
     // The reports changed: heartbeat soon rather than at the next beat.
     report_due: Notify,
     registered: watch::Sender<u64>,
@@ -186,6 +189,7 @@ impl Agent {
             epoch: AtomicU64::new(0),
             timings: Mutex::new(self.config.timings),
             fetch_gen: AtomicU64::new(0),
+            need_full: AtomicBool::new(false),
             kick: Notify::new(),
             report_due: Notify::new(),
             registered: watch::Sender::new(0),
@@ -429,7 +433,16 @@ async fn poll_task(
         } else {
             revision
         };
-        let call = shared.control.assignments(&shared.host, after, long_poll);
+        // The reconciler holds the list at `revision`: what did not change
+        // since then may come by identity only.
+        let known = if shared.need_full.swap(false, Ordering::SeqCst) {
+            0
+        } else {
+            revision
+        };
+        let call = shared
+            .control
+            .assignments(&shared.host, after, known, long_poll);
         tokio::select! {
             r = call => match r {
                 Ok(list) => {
@@ -608,6 +621,32 @@ impl Reconciler {
                 let host = self.config.name.clone();
                 let mut wanted = BTreeMap::new();
                 let mut orders = BTreeMap::new();
+                // Unchanged since the list held: keep the order and its
+                // prepared spec as they are.
+                for id in list.kept {
+                    match (self.orders.remove(&id), self.wanted.remove(&id)) {
+                        (Some(a), Some(w)) => {
+                            wanted.insert(id.clone(), w);
+                            orders.insert(id, a);
+                        }
+                        (a, w) => {
+                            // Not the list this one builds on: put back what
+                            // was taken and fetch every assignment in full.
+                            warn!(container = %id, "an unchanged assignment is unknown here: fetching the full list");
+                            self.orders.extend(orders);
+                            self.wanted.extend(wanted);
+                            if let Some(a) = a {
+                                self.orders.insert(id.clone(), a);
+                            }
+                            if let Some(w) = w {
+                                self.wanted.insert(id, w);
+                            }
+                            self.shared.need_full.store(true, Ordering::SeqCst);
+                            self.awaiting_gen = Some(self.shared.kick_poll());
+                            return Some(Duration::ZERO);
+                        }
+                    }
+                }
                 for a in list.items {
                     let id = a.id().clone();
                     // An unchanged order keeps its prepared spec: building
@@ -892,7 +931,14 @@ impl Reconciler {
                 )
             })
             .collect();
-        let list: Vec<ContainerReport> = reports.values().cloned().collect();
+        // `run` consumed the agent: with no receiver left, none can appear,
+        // and a fleet of simulated agents skips the copy.
+        let watched = self.status.receiver_count() > 0;
+        let list: Vec<ContainerReport> = if watched {
+            reports.values().cloned().collect()
+        } else {
+            Vec::new()
+        };
         let ready = self.have_list && self.passes > 0;
         let due = self
             .shared
@@ -902,6 +948,9 @@ impl Reconciler {
             .set(reports, ready);
         if due {
             self.shared.report_due.notify_one();
+        }
+        if !watched {
+            return;
         }
         let status = AgentStatus {
             registered: *self.shared.registered.borrow() > 0,

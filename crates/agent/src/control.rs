@@ -27,10 +27,13 @@ pub trait ControlPlane: Send + Sync {
 
     /// The host's assignments: at once when they changed after revision
     /// `after` (0: always at once), else when they change or `wait` passes.
+    /// Those unchanged since revision `known` (the list the agent holds; 0:
+    /// none) may come as identities only, in [`AssignmentList::kept`].
     async fn assignments(
         &self,
         host: &str,
         after: u64,
+        known: u64,
         wait: Duration,
     ) -> Result<AssignmentList, ControlPlaneError>;
 
@@ -133,10 +136,11 @@ impl ControlPlane for HttpControlPlane {
         &self,
         host: &str,
         after: u64,
+        known: u64,
         wait: Duration,
     ) -> Result<AssignmentList, ControlPlaneError> {
         self.session(host)?
-            .agent_assignments(host, after, wait)
+            .agent_assignments(host, after, known, wait)
             .await
             .map_err(|e| ControlPlaneError::from_client("assignments", host, millis(wait), e))
     }
@@ -260,7 +264,7 @@ mod tests {
             .unwrap_err();
         assert!(e.needs_register(), "{e:?}");
         let e = cp2
-            .assignments("h1", 0, Duration::from_millis(10))
+            .assignments("h1", 0, 0, Duration::from_millis(10))
             .await
             .unwrap_err();
         assert!(e.needs_register(), "{e:?}");

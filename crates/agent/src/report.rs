@@ -2,7 +2,7 @@
 //! [`ContainerReport`] per assignment, and the book of which reports the
 //! server has acknowledged, so a heartbeat carries only what changed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use jdos_runtime::{ContainerStatus, HealthStatus};
 use jdos_types::agent::ContainerReport;
@@ -73,18 +73,22 @@ pub fn report(
 }
 
 /// Current reports and the ones the server acknowledged.
+///
+/// Work is in proportion to what changed: `set` compares each new report
+/// with the current one once, and the ids whose current report the server
+/// does not have yet are kept apart, so a heartbeat neither diffs nor
+/// clones the unchanged ones.
 #[derive(Debug, Default)]
 pub struct ReportBook {
     current: BTreeMap<InstanceId, ContainerReport>,
     acked: BTreeMap<InstanceId, ContainerReport>,
+    // Ids whose current report differs from the acknowledged one.
+    unacked: BTreeSet<InstanceId>,
     full_due: bool,
     // The reports rest on a listing of the engine and a list of
     // assignments: before that, a full report would tell the server that
     // nothing runs here.
     ready: bool,
-    // Every current report is acknowledged: a heartbeat has nothing to
-    // send (worked out once per change, not on every heartbeat).
-    synced: bool,
 }
 
 impl ReportBook {
@@ -101,12 +105,29 @@ impl ReportBook {
     /// the first ready set nothing is sent. True when there is something
     /// new to send.
     pub fn set(&mut self, reports: BTreeMap<InstanceId, ContainerReport>, ready: bool) -> bool {
-        let differs = self.current != reports;
-        let changed = differs || (ready && !self.ready);
-        self.current = reports;
-        if differs {
-            self.synced = self.nothing_unacked();
+        let mut differs = reports.len() != self.current.len();
+        let mut next = reports;
+        // Gone from the assignments: nothing more to send about them.
+        for id in self.current.keys() {
+            if !next.contains_key(id) {
+                differs = true;
+                self.unacked.remove(id);
+                self.acked.remove(id);
+            }
         }
+        for (id, r) in &next {
+            if self.current.get(id) == Some(r) {
+                continue;
+            }
+            differs = true;
+            if self.acked.get(id) == Some(r) {
+                self.unacked.remove(id);
+            } else {
+                self.unacked.insert(id.clone());
+            }
+        }
+        std::mem::swap(&mut self.current, &mut next);
+        let changed = differs || (ready && !self.ready);
         self.ready |= ready;
         changed && self.ready
     }
@@ -124,14 +145,10 @@ impl ReportBook {
         if self.full_due {
             return (self.current.values().cloned().collect(), true);
         }
-        if self.synced {
-            return (Vec::new(), false);
-        }
         let changed = self
-            .current
+            .unacked
             .iter()
-            .filter(|(id, r)| self.acked.get(*id) != Some(*r))
-            .map(|(_, r)| r.clone())
+            .filter_map(|id| self.current.get(id).cloned())
             .collect();
         (changed, false)
     }
@@ -144,19 +161,20 @@ impl ReportBook {
         if full {
             self.full_due = false;
             self.acked.clear();
+            self.unacked = self.current.keys().cloned().collect();
         }
         for r in sent {
+            if !self.current.contains_key(&r.id) {
+                continue;
+            }
+            // The server has `r` now; the current report may have moved on.
+            if self.current.get(&r.id) == Some(r) {
+                self.unacked.remove(&r.id);
+            } else {
+                self.unacked.insert(r.id.clone());
+            }
             self.acked.insert(r.id.clone(), r.clone());
         }
-        let current = &self.current;
-        self.acked.retain(|id, _| current.contains_key(id));
-        self.synced = self.nothing_unacked();
-    }
-
-    fn nothing_unacked(&self) -> bool {
-        self.current
-            .iter()
-            .all(|(id, r)| self.acked.get(id) == Some(r))
     }
 
     /// The current report of `id`.
@@ -253,5 +271,126 @@ mod tests {
         // An unassigned identity leaves nothing to send either.
         b.set(BTreeMap::new(), true);
         assert!(b.pending().0.is_empty());
+    }
+
+    /// The book against a model that diffs everything every time: the
+    /// reports a heartbeat carries are the same.
+    mod model {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            // Reports for ids 0..n with these phases (by index).
+            Set(Vec<(u32, u8)>),
+            // Send what is pending; `true`: the server acknowledges it.
+            Beat(bool),
+            // Send what is pending, then a set, then the acknowledgement.
+            BeatAcrossSet(Vec<(u32, u8)>),
+            WantFull,
+        }
+
+        const PHASES: [ContainerPhase; 3] = [
+            ContainerPhase::Starting,
+            ContainerPhase::Running,
+            ContainerPhase::Failed,
+        ];
+
+        fn reports(v: &[(u32, u8)]) -> BTreeMap<InstanceId, ContainerReport> {
+            v.iter()
+                .map(|(i, p)| {
+                    let r = rep(*i, PHASES[*p as usize % 3]);
+                    (r.id.clone(), r)
+                })
+                .collect()
+        }
+
+        #[derive(Default)]
+        struct Naive {
+            current: BTreeMap<InstanceId, ContainerReport>,
+            acked: BTreeMap<InstanceId, ContainerReport>,
+            full_due: bool,
+        }
+
+        impl Naive {
+            // An id that leaves the assignments is forgotten: if it comes
+            // back, the server hears its report again.
+            fn set(&mut self, v: &[(u32, u8)]) {
+                self.current = reports(v);
+                let current = &self.current;
+                self.acked.retain(|id, _| current.contains_key(id));
+            }
+            fn pending(&self) -> (Vec<ContainerReport>, bool) {
+                if self.full_due {
+                    return (self.current.values().cloned().collect(), true);
+                }
+                let v = self
+                    .current
+                    .iter()
+                    .filter(|(id, r)| self.acked.get(*id) != Some(*r))
+                    .map(|(_, r)| r.clone())
+                    .collect();
+                (v, false)
+            }
+            fn ack(&mut self, sent: &[ContainerReport], full: bool) {
+                if full {
+                    self.full_due = false;
+                    self.acked.clear();
+                }
+                for r in sent {
+                    self.acked.insert(r.id.clone(), r.clone());
+                }
+                let current = &self.current;
+                self.acked.retain(|id, _| current.contains_key(id));
+            }
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            let set = proptest::collection::vec((0u32..6, 0u8..3), 0..6);
+            prop_oneof![
+                set.clone().prop_map(Op::Set),
+                any::<bool>().prop_map(Op::Beat),
+                set.prop_map(Op::BeatAcrossSet),
+                Just(Op::WantFull),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn heartbeats_carry_what_a_full_diff_would(ops in proptest::collection::vec(op(), 1..40)) {
+                let mut book = ReportBook::new();
+                let mut naive = Naive { full_due: true, ..Default::default() };
+                book.set(BTreeMap::new(), true);
+                for op in ops {
+                    match op {
+                        Op::Set(v) => {
+                            book.set(reports(&v), true);
+                            naive.set(&v);
+                        }
+                        Op::Beat(ok) => {
+                            let sent = book.pending();
+                            prop_assert_eq!(&sent, &naive.pending());
+                            if ok {
+                                book.ack(&sent.0, sent.1);
+                                naive.ack(&sent.0, sent.1);
+                            }
+                        }
+                        Op::BeatAcrossSet(v) => {
+                            let sent = book.pending();
+                            prop_assert_eq!(&sent, &naive.pending());
+                            book.set(reports(&v), true);
+                            naive.set(&v);
+                            book.ack(&sent.0, sent.1);
+                            naive.ack(&sent.0, sent.1);
+                        }
+                        Op::WantFull => {
+                            book.want_full();
+                            naive.full_due = true;
+                        }
+                    }
+                    prop_assert_eq!(book.pending(), naive.pending());
+                }
+            }
+        }
     }
 }

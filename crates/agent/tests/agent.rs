@@ -184,6 +184,56 @@ async fn converges_to_the_assignments_and_reports_them() {
     );
 }
 
+/// Orders unchanged since the agent's list come by identity only and the
+/// agent keeps its copy; one it never had (the server mistaken about its
+/// list) makes it fetch every order in full rather than guess.
+#[tokio::test]
+async fn unchanged_orders_come_by_identity_and_an_unknown_one_brings_the_full_list() {
+    let (d, server, ids, mut a) = running("kept", 3).await;
+    // A fourth order: the list names the first three by identity only.
+    let more = vec![id("kept2", 0)];
+    server.assign([assignment(
+        more[0].clone(),
+        HOST,
+        1,
+        &network(),
+        50,
+        &template("jdos-busybox:latest", &["sleep", "3600"]),
+    )]);
+    wait_status(&mut a.status, 10, "4 running", |s| {
+        all_phase(s, 4, ContainerPhase::Running)
+    })
+    .await;
+    let knowns = server.with(|s| s.knowns.clone());
+    assert!(knowns.iter().any(|k| *k > 0), "{knowns:?}");
+    assert_eq!(running_ids(&d).await.len(), 4);
+
+    // The next answer also names an order this agent never had.
+    let fetches = server.with(|s| {
+        s.bogus_kept = 1;
+        s.knowns.len()
+    });
+    server.set_desired(&ids[0], DesiredState::Stopped);
+    eventually(10, "a full fetch after the unknown identity", || {
+        server.with(|s| s.bogus_kept == 0 && s.knowns[fetches + 1..].contains(&0))
+    })
+    .await;
+    eventually(10, "stopped reported", || {
+        server
+            .report(&ids[0])
+            .is_some_and(|r| r.phase == ContainerPhase::Stopped)
+    })
+    .await;
+    let mut want: Vec<String> = ids[1..]
+        .iter()
+        .chain(&more)
+        .map(|i| i.to_string())
+        .collect();
+    want.sort();
+    assert_eq!(running_ids(&d).await, want, "nothing else started or lost");
+    a.shutdown().await;
+}
+
 /// A quiet host does not list its engine on every resync: with nothing
 /// changed, passes are skipped; a change made behind the agent's back (a
 /// stray container no waiter watches) still reaches the next resync.

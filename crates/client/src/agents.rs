@@ -22,6 +22,7 @@ const LONG_POLL_SLACK: Duration = Duration::from_secs(5);
 struct AssignmentsQuery {
     after: u64,
     wait_ms: u64,
+    known: u64,
 }
 
 impl Client {
@@ -65,18 +66,21 @@ impl Client {
         self.call(rb).await
     }
 
-    /// `GET /api/v1/agents/{host}/assignments?after=REV&wait_ms=N`: the
-    /// host's work orders, at once when they changed after `after`, else when
-    /// they change or `wait` passes.
+    /// `GET /api/v1/agents/{host}/assignments?after=REV&wait_ms=N&known=REV`:
+    /// the host's work orders, at once when they changed after `after`, else
+    /// when they change or `wait` passes; those unchanged since `known` (the
+    /// revision of the list the caller holds, 0 for none) by identity only.
     pub async fn agent_assignments(
         &self,
         host: &str,
         after: u64,
+        known: u64,
         wait: Duration,
     ) -> Result<AssignmentList, ClientError> {
         let q = AssignmentsQuery {
             after,
             wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            known,
         };
         let rb = self
             .request(

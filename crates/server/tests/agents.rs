@@ -277,6 +277,76 @@ async fn long_poll_wakes_on_a_new_work_order_and_reports_flow_back() {
     assert_eq!(d["containers"].as_array().unwrap().len(), 1);
 }
 
+/// With `known` (the revision of the list the agent holds), orders that did
+/// not change since come by identity only; changed and new ones in full.
+#[tokio::test]
+async fn orders_unchanged_since_the_known_list_come_by_identity_only() {
+    let a = setup().await;
+    let s = register(&a, "h1").await;
+    let mut g = seed_group(&a).await;
+    g.placement.max_per_host = Some(4);
+    let fetch = |after: u64, known: u64| {
+        let a = &a;
+        let token = s.token.clone();
+        async move {
+            let path = format!("/api/v1/agents/h1/assignments?after={after}&known={known}");
+            let r = a.get(&path, &token).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+            serde_json::from_str::<AssignmentList>(&r.text).unwrap()
+        }
+    };
+    let platform = a.state.platform();
+    let cs = platform.place_missing(&g, 3).await.unwrap();
+    let ids: Vec<_> = cs.iter().map(|c| c.id.clone()).collect();
+    platform.publish(&g, &ids).await.unwrap();
+    let l1 = fetch(0, 0).await;
+    assert_eq!((l1.items.len(), l1.kept.len()), (3, 0));
+    // Nothing changed since l1: every order by identity.
+    let same = fetch(0, l1.revision).await;
+    assert!(same.items.is_empty());
+    assert_eq!(same.kept.len(), 3);
+
+    // One order changes (a rolling restart's generation), one is added.
+    let order = &l1.items[0];
+    let mut bumped = order.clone();
+    bumped.generation += 1;
+    a.state
+        .store()
+        .put(
+            &keys::assignment("h1", order.id()),
+            sjson::encode(&bumped).unwrap(),
+            None,
+        )
+        .await
+        .unwrap();
+    let more = platform.place_missing(&g, 4).await.unwrap();
+    let new_ids: Vec<_> = more
+        .iter()
+        .map(|c| c.id.clone())
+        .filter(|id| !ids.contains(id))
+        .collect();
+    assert_eq!(new_ids.len(), 1);
+    platform.publish(&g, &new_ids).await.unwrap();
+    let l2 = fetch(l1.revision, l1.revision).await;
+    let full = fetch(0, 0).await;
+    assert_eq!(full.items.len(), 4);
+    assert_eq!(l2.revision, full.revision);
+    let mut sent: Vec<_> = l2.items.iter().map(|a| a.id().clone()).collect();
+    sent.sort();
+    let mut want = vec![order.id().clone(), new_ids[0].clone()];
+    want.sort();
+    assert_eq!(sent, want, "the changed and the new order in full");
+    assert_eq!(l2.kept.len(), 2);
+    // Together they are the full list, each sent order as it is now.
+    for item in &l2.items {
+        assert!(full.items.contains(item));
+    }
+    for id in &l2.kept {
+        let now = full.items.iter().find(|a| a.id() == id).unwrap();
+        assert!(l1.items.contains(now), "{id} unchanged since l1");
+    }
+}
+
 #[tokio::test]
 async fn heartbeats_are_kept_in_memory_not_written_every_time() {
     let a = setup().await;

@@ -184,11 +184,12 @@ impl ControlPlane for LocalControlPlane {
         &self,
         host: &str,
         after: u64,
+        known: u64,
         wait: Duration,
     ) -> Result<AssignmentList, ControlPlaneError> {
         let token = self.token(host)?;
         let wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
-        agents::assignments(&self.st, host, &token, after, wait_ms)
+        agents::assignments(&self.st, host, &token, after, wait_ms, known)
             .await
             .map_err(|e| cp_error("assignments", host, e))
     }

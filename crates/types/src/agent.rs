@@ -163,6 +163,10 @@ pub struct AssignmentList {
     pub revision: u64,
     /// The host's epoch.
     pub epoch: u64,
-    /// Every assignment of the host.
+    /// Every assignment of the host, but those listed in `kept`.
     pub items: Vec<Assignment>,
+    /// Asked with `known`: the assignments unchanged since that revision,
+    /// by identity only (the agent keeps the copy it has).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<InstanceId>,
 }

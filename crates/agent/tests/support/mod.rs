@@ -38,6 +38,14 @@ pub struct ServerState {
     pub full_sizes: Vec<usize>,
     /// The heartbeat interval handed out at registration (0: 50 ms).
     pub heartbeat_interval_ms: u64,
+    /// The lists answered, by revision: with `known`, what did not change
+    /// since that list goes by identity only, as the real server does.
+    pub served: BTreeMap<u64, BTreeMap<InstanceId, Assignment>>,
+    /// The `known` of each fetch.
+    pub knowns: Vec<u64>,
+    /// Answers left that also name, as unchanged, an order the agent never
+    /// had (a server mistaken about the agent's list).
+    pub bogus_kept: u32,
 }
 
 /// A test double of the server's agent endpoints.
@@ -198,6 +206,7 @@ impl ControlPlane for TestServer {
         &self,
         _host: &str,
         after: u64,
+        known: u64,
         wait: Duration,
     ) -> Result<AssignmentList, ControlPlaneError> {
         let deadline = tokio::time::Instant::now() + wait;
@@ -205,13 +214,30 @@ impl ControlPlane for TestServer {
             self.check()?;
             let notified = self.changed.notified();
             {
-                let s = self.state.lock().unwrap();
+                let mut s = self.state.lock().unwrap();
                 if s.revision > after || tokio::time::Instant::now() >= deadline {
-                    return Ok(AssignmentList {
+                    s.knowns.push(known);
+                    let held = s.served.get(&known).filter(|_| known > 0);
+                    let mut list = AssignmentList {
                         revision: s.revision,
                         epoch: s.epoch,
-                        items: s.items.values().cloned().collect(),
-                    });
+                        items: Vec::new(),
+                        kept: Vec::new(),
+                    };
+                    for (id, a) in &s.items {
+                        if held.is_some_and(|h| h.get(id) == Some(a)) {
+                            list.kept.push(id.clone());
+                        } else {
+                            list.items.push(a.clone());
+                        }
+                    }
+                    if s.bogus_kept > 0 && known > 0 {
+                        s.bogus_kept -= 1;
+                        list.kept.push("ghost/prod/web/1".parse().unwrap());
+                    }
+                    let (rev, items) = (s.revision, s.items.clone());
+                    s.served.insert(rev, items);
+                    return Ok(list);
                 }
             }
             let _ = tokio::time::timeout_at(deadline, notified).await;

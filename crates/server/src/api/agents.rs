@@ -164,6 +164,10 @@ pub struct AssignmentQuery {
     /// Longest wait.
     #[serde(default)]
     pub wait_ms: u64,
+    /// Revision of the list the agent holds: the assignments unchanged
+    /// since then come as identities only (`kept`). 0: every one in full.
+    #[serde(default)]
+    pub known: u64,
 }
 
 async fn assignments_handler(
@@ -173,7 +177,7 @@ async fn assignments_handler(
     ApiQuery(q): ApiQuery<AssignmentQuery>,
 ) -> Result<Json<AssignmentList>, HttpError> {
     Ok(Json(
-        assignments(&st, &host, &token, q.after, q.wait_ms).await?,
+        assignments(&st, &host, &token, q.after, q.wait_ms, q.known).await?,
     ))
 }
 
@@ -426,6 +430,7 @@ pub async fn assignments(
     token: &str,
     after: u64,
     wait_ms: u64,
+    known: u64,
 ) -> Result<AssignmentList, HttpError> {
     authenticate_agent(st, host, token).await?;
     let wait = Duration::from_millis(wait_ms.min(MAX_WAIT_MS));
@@ -435,14 +440,23 @@ pub async fn assignments(
         .await
         .map_err(HttpError::from)?;
     let mut items = Vec::new();
-    let revision =
-        jdos_store::for_each_page(st.store(), &keys::assignments_of_host(host), 2_000, |kvs| {
-            for kv in kvs {
-                items.push(json::decode::<Assignment>(kv)?);
+    let mut kept = Vec::new();
+    let prefix = keys::assignments_of_host(host);
+    let revision = jdos_store::for_each_page(st.store(), &prefix, 2_000, |kvs| {
+        for kv in kvs {
+            // Unchanged since the agent's list: it has this one. Most of a
+            // busy host's refetches were decoding and sending those.
+            let id = (known > 0 && kv.mod_revision <= known)
+                .then(|| kv.key.strip_prefix(&prefix)?.parse::<InstanceId>().ok())
+                .flatten();
+            match id {
+                Some(id) => kept.push(id),
+                None => items.push(json::decode::<Assignment>(kv)?),
             }
-            Ok::<_, HttpError>(())
-        })
-        .await?;
+        }
+        Ok::<_, HttpError>(())
+    })
+    .await?;
     let epoch = kv::get_json::<Host>(st.store(), &keys::host(host))
         .await?
         .map_or(0, |h| h.value.epoch);
@@ -450,6 +464,7 @@ pub async fn assignments(
         revision,
         epoch,
         items,
+        kept,
     })
 }
 
@@ -605,6 +620,12 @@ impl Documented for AssignmentList {
                 network: None,
                 generation: 0,
                 snapshot: None,
+            }],
+            kept: vec![InstanceId {
+                app: "shop".into(),
+                env: "production".into(),
+                group: "web".into(),
+                index: 4,
             }],
         }
     }
