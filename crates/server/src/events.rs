@@ -139,10 +139,9 @@ struct Queued {
 
 /// Most mutations combined into one store transaction.
 const MAX_COMBINED: usize = 512;
-/// Most operations (and, separately, compares) in one combined transaction:
-/// etcd refuses transactions of more than 128 by default (`--max-txn-ops`),
-/// and the etcd backend comes behind the same trait.
-const MAX_TXN_OPS: usize = 120;
+/// Operations of the store's limit ([`Store::max_txn_ops`]) kept free, so
+/// a combined transaction stays inside it with room to spare.
+const TXN_OPS_MARGIN: usize = 8;
 
 /// Writes events, alone or with the mutation they record.
 #[derive(Default)]
@@ -227,7 +226,7 @@ fn touched(m: &Mutation) -> Option<Vec<&str>> {
 
 /// Splits the queue into rounds of mutations with pairwise disjoint keys,
 /// keeping queue order, so that combining them changes no outcome.
-fn rounds(batch: Vec<Queued>) -> Vec<Vec<Queued>> {
+fn rounds(batch: Vec<Queued>, max_ops: usize) -> Vec<Vec<Queued>> {
     let mut rounds: Vec<Vec<Queued>> = Vec::new();
     let mut current: Vec<Queued> = Vec::new();
     let mut keys: HashSet<String> = HashSet::new();
@@ -239,8 +238,8 @@ fn rounds(batch: Vec<Queued>) -> Vec<Vec<Queued>> {
             Some(ks) => {
                 current.is_empty()
                     || (current.len() < MAX_COMBINED
-                        && ops + q_ops <= MAX_TXN_OPS
-                        && cmps + q_cmps <= MAX_TXN_OPS
+                        && ops + q_ops <= max_ops
+                        && cmps + q_cmps <= max_ops
                         && ks.iter().all(|k| !keys.contains(*k)))
             }
             None => current.is_empty(),
@@ -269,8 +268,28 @@ fn rounds(batch: Vec<Queued>) -> Vec<Vec<Queued>> {
     rounds
 }
 
+/// Runs its closure when dropped.
+struct Finally<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for Finally<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
+
 async fn commit_batch(store: &dyn Store, cache: &mut SeqCache, batch: Vec<Queued>) {
-    for round in rounds(batch) {
+    let max_ops = store.max_txn_ops().saturating_sub(TXN_OPS_MARGIN).max(2);
+    let (mutations, started) = (batch.len(), std::time::Instant::now());
+    let rounds = rounds(batch, max_ops);
+    tracing::debug!(mutations, rounds = rounds.len(), "committing events");
+    let _done = Finally(move || {
+        tracing::debug!(
+            mutations,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "events committed"
+        )
+    });
+    for round in rounds {
         match commit_round(store, cache, &round).await {
             Ok(Some(results)) => {
                 for (q, r) in round.into_iter().zip(results) {
@@ -404,7 +423,7 @@ mod tests {
             put("/a", Compare::absent("/a")),
             put("/c", Compare::absent("/c")),
         ];
-        let rs = rounds(ms.into_iter().map(|m| queued(m).0).collect());
+        let rs = rounds(ms.into_iter().map(|m| queued(m).0).collect(), 120);
         let shape: Vec<Vec<&str>> = rs
             .iter()
             .map(|r| r.iter().map(|q| q.m.event.object.as_str()).collect())
@@ -413,20 +432,26 @@ mod tests {
     }
 
     #[test]
-    fn rounds_stay_within_etcd_txn_limits() {
-        let ms: Vec<Queued> = (0..200)
-            .map(|i| {
-                let k = format!("/k{i}");
-                queued(put(&k, Compare::absent(k.as_str()))).0
-            })
-            .collect();
-        let rs = rounds(ms);
+    fn rounds_stay_within_the_store_txn_limit() {
+        let ms = || -> Vec<Queued> {
+            (0..200)
+                .map(|i| {
+                    let k = format!("/k{i}");
+                    queued(put(&k, Compare::absent(k.as_str()))).0
+                })
+                .collect()
+        };
+        // etcd's 128 (less the margin), then the embedded stores' limit.
+        let etcd = 128 - TXN_OPS_MARGIN;
+        let rs = rounds(ms(), etcd);
         assert!(rs.len() > 1);
         assert_eq!(rs.iter().map(Vec::len).sum::<usize>(), 200);
         for r in &rs {
             let ops: usize = 1 + r.iter().map(|q| q.m.ops.len() + 1).sum::<usize>();
-            assert!(ops <= MAX_TXN_OPS, "{ops}");
+            assert!(ops <= etcd, "{ops}");
         }
+        let embedded = jdos_store::EMBEDDED_MAX_TXN_OPS - TXN_OPS_MARGIN;
+        assert_eq!(rounds(ms(), embedded).len(), 1, "one transaction");
     }
 
     #[tokio::test]

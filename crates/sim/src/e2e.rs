@@ -41,7 +41,7 @@ use tokio::task::JoinSet;
 
 use crate::checker::{self, CheckReport};
 use crate::estate::{Estate, EstateSpec};
-use crate::report::{peak_rss_bytes, process_cpu_seconds, quantile, SimReport};
+use crate::report::{peak_rss_bytes, process_cpu_seconds, quantile, SimReport, TaskTiming};
 use crate::run::SimError;
 use crate::workload::{self, GroupSpec, WorkloadSpec};
 
@@ -323,6 +323,7 @@ async fn start_fleet(
     heartbeat: Duration,
     agent_metrics: Option<Duration>,
     shutdown: &watch::Receiver<bool>,
+    on: &tokio::runtime::Handle,
 ) -> Result<JoinSet<()>, SimError> {
     let mut fleet = JoinSet::new();
     let mut statuses = Vec::with_capacity(estate.hosts.len());
@@ -339,11 +340,14 @@ async fn start_fleet(
         let driver = Arc::new(FakeDriver::new());
         let shutdown = shutdown.clone();
         let host = h.name.clone();
-        fleet.spawn(async move {
-            if let Err(e) = agent.run(driver, control, shutdown).await {
-                tracing::error!(host, error = %e, "simulated agent stopped");
-            }
-        });
+        fleet.spawn_on(
+            async move {
+                if let Err(e) = agent.run(driver, control, shutdown).await {
+                    tracing::error!(host, error = %e, "simulated agent stopped");
+                }
+            },
+            on,
+        );
     }
     let deadline = Instant::now() + Duration::from_secs(300);
     for mut s in statuses {
@@ -401,12 +405,23 @@ pub async fn run_e2e(config: &E2eConfig, store: Arc<dyn Store>) -> Result<E2eRun
     });
     let (stop, shutdown) = watch::channel(false);
     let setup = Instant::now();
+    // The simulated hosts run on a runtime of their own, as real hosts run
+    // on machines of their own: the server's tasks (engine, event recorder,
+    // placements) do not queue behind thousands of agent loops, and the
+    // OS shares the cores between the two.
+    let hosts_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("sim-hosts")
+        .enable_all()
+        .build()
+        .map_err(|e| SimError::Invalid(format!("cannot start the hosts' runtime: {e}")))?;
     let mut fleet = start_fleet(
         &st,
         &estate,
         config.heartbeat,
         config.agent_metrics,
         &shutdown,
+        hosts_rt.handle(),
     )
     .await?;
     let caller = Caller::system(ACTOR);
@@ -534,6 +549,9 @@ pub async fn run_e2e(config: &E2eConfig, store: Arc<dyn Store>) -> Result<E2eRun
         .is_some()
     {}
     fleet.abort_all();
+    // Not dropped here: dropping a runtime blocks, which an async context
+    // must not.
+    hosts_rt.shutdown_background();
 
     let groups_vec = groups;
     let check = checker::check(store.as_ref(), &groups_vec, &policy).await?;
@@ -574,6 +592,13 @@ pub async fn run_e2e(config: &E2eConfig, store: Arc<dyn Store>) -> Result<E2eRun
         p50_task_seconds: Some(quantile(&mut durations, 0.50)),
         p99_task_seconds: Some(quantile(&mut durations, 0.99)),
         submit_seconds: Some(submit_seconds),
+        slowest_tasks: {
+            let mut done: Vec<&Task> = tasks.iter().filter(|t| t.updated_at_ms > 0).collect();
+            done.sort_by_key(|t| {
+                std::cmp::Reverse(t.updated_at_ms.saturating_sub(t.created_at_ms))
+            });
+            done.iter().take(5).map(|t| TaskTiming::of(t)).collect()
+        },
         ..SimReport::default()
     };
     Ok(E2eRun {

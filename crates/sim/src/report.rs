@@ -97,6 +97,44 @@ pub struct SimReport {
     /// E2e: 99th percentile task duration, seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p99_task_seconds: Option<f64>,
+    /// E2e: the slowest tasks, slowest first (what bounds the run).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slowest_tasks: Vec<TaskTiming>,
+}
+
+/// Where one task's time went.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskTiming {
+    /// What it acted on (`app/env/group`).
+    pub object: String,
+    /// Containers it waited for (its progress total).
+    pub containers: u64,
+    /// From submit to its end.
+    pub seconds: f64,
+    /// From submit to its first step (queued behind the engine's
+    /// concurrency or the app's mutex).
+    pub queued_seconds: f64,
+    /// Each step's name and seconds.
+    pub steps: Vec<(String, f64)>,
+}
+
+impl TaskTiming {
+    /// The timing of `t` (a finished task).
+    pub fn of(t: &jdos_types::task::Task) -> TaskTiming {
+        let secs = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1000.0;
+        let first = t.steps.iter().map(|s| s.started_at_ms).find(|ms| *ms > 0);
+        TaskTiming {
+            object: t.object.clone(),
+            containers: t.progress.as_ref().map_or(0, |p| p.total),
+            seconds: secs(t.created_at_ms, t.updated_at_ms),
+            queued_seconds: first.map_or(0.0, |f| secs(t.created_at_ms, f)),
+            steps: t
+                .steps
+                .iter()
+                .map(|s| (s.name.clone(), secs(s.started_at_ms, s.finished_at_ms)))
+                .collect(),
+        }
+    }
 }
 
 /// Peak RSS of this process from `/proc/self/status` (0 where unavailable).

@@ -477,7 +477,18 @@ pub trait Store: Send + Sync + 'static {
     /// Drops history older than `rev`: watches from before it fail with
     /// [`StoreError::Compacted`].
     async fn compact(&self, rev: Revision) -> Result<()>;
+
+    /// Most operations (and, separately, compares) a writer should combine
+    /// into one transaction. etcd refuses more than 128 by default
+    /// (`--max-txn-ops`); the embedded backends commit any size, and a
+    /// batch costs them one log append whatever it holds.
+    fn max_txn_ops(&self) -> usize {
+        EMBEDDED_MAX_TXN_OPS
+    }
 }
+
+/// [`Store::max_txn_ops`] of the embedded backends.
+pub const EMBEDDED_MAX_TXN_OPS: usize = 4096;
 
 /// Visits every key-value under `prefix` in key order, one page of at most
 /// `page_size` keys at a time (0 = no limit), so a large prefix is never
