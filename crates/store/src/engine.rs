@@ -4,9 +4,9 @@
 //! Without persistence (memory) a write plans and applies under the core's
 //! write lock. With persistence (redb) every write is queued to a single
 //! writer thread which drains the queue, plans the whole batch in order (so
-//! compare-and-swap sees every earlier write of the batch), persists it in
-//! one durable transaction, applies it to the core and only then answers
-//! each caller: group commit.
+//! compare-and-swap sees every earlier write of the batch), persists it
+//! durably as one unit (redb: one write-ahead log record), applies it to the
+//! core and only then answers each caller: group commit.
 
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, RwLock, Weak};
