@@ -622,29 +622,22 @@ impl Reconciler {
                 let mut wanted = BTreeMap::new();
                 let mut orders = BTreeMap::new();
                 // Unchanged since the list held: keep the order and its
-                // prepared spec as they are.
+                // prepared spec as they are. One this agent does not have
+                // means the list builds on another: fetch every order in full.
+                if let Some(id) = list
+                    .kept
+                    .iter()
+                    .find(|id| !(self.orders.contains_key(*id) && self.wanted.contains_key(*id)))
+                {
+                    warn!(container = %id, "an unchanged assignment is unknown here: fetching the full list");
+                    self.shared.need_full.store(true, Ordering::SeqCst);
+                    self.awaiting_gen = Some(self.shared.kick_poll());
+                    return Some(Duration::ZERO);
+                }
                 for id in list.kept {
-                    match (self.orders.remove(&id), self.wanted.remove(&id)) {
-                        (Some(a), Some(w)) => {
-                            wanted.insert(id.clone(), w);
-                            orders.insert(id, a);
-                        }
-                        (a, w) => {
-                            // Not the list this one builds on: put back what
-                            // was taken and fetch every assignment in full.
-                            warn!(container = %id, "an unchanged assignment is unknown here: fetching the full list");
-                            self.orders.extend(orders);
-                            self.wanted.extend(wanted);
-                            if let Some(a) = a {
-                                self.orders.insert(id.clone(), a);
-                            }
-                            if let Some(w) = w {
-                                self.wanted.insert(id, w);
-                            }
-                            self.shared.need_full.store(true, Ordering::SeqCst);
-                            self.awaiting_gen = Some(self.shared.kick_poll());
-                            return Some(Duration::ZERO);
-                        }
+                    if let (Some(a), Some(w)) = (self.orders.remove(&id), self.wanted.remove(&id)) {
+                        wanted.insert(id.clone(), w);
+                        orders.insert(id, a);
                     }
                 }
                 for a in list.items {

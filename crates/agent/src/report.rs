@@ -105,17 +105,16 @@ impl ReportBook {
     /// the first ready set nothing is sent. True when there is something
     /// new to send.
     pub fn set(&mut self, reports: BTreeMap<InstanceId, ContainerReport>, ready: bool) -> bool {
-        let mut differs = reports.len() != self.current.len();
-        let mut next = reports;
+        let mut differs = false;
         // Gone from the assignments: nothing more to send about them.
         for id in self.current.keys() {
-            if !next.contains_key(id) {
+            if !reports.contains_key(id) {
                 differs = true;
                 self.unacked.remove(id);
                 self.acked.remove(id);
             }
         }
-        for (id, r) in &next {
+        for (id, r) in &reports {
             if self.current.get(id) == Some(r) {
                 continue;
             }
@@ -126,7 +125,7 @@ impl ReportBook {
                 self.unacked.insert(id.clone());
             }
         }
-        std::mem::swap(&mut self.current, &mut next);
+        self.current = reports;
         let changed = differs || (ready && !self.ready);
         self.ready |= ready;
         changed && self.ready

@@ -268,27 +268,11 @@ fn rounds(batch: Vec<Queued>, max_ops: usize) -> Vec<Vec<Queued>> {
     rounds
 }
 
-/// Runs its closure when dropped.
-struct Finally<F: FnMut()>(F);
-
-impl<F: FnMut()> Drop for Finally<F> {
-    fn drop(&mut self) {
-        (self.0)()
-    }
-}
-
 async fn commit_batch(store: &dyn Store, cache: &mut SeqCache, batch: Vec<Queued>) {
     let max_ops = store.max_txn_ops().saturating_sub(TXN_OPS_MARGIN).max(2);
     let (mutations, started) = (batch.len(), std::time::Instant::now());
     let rounds = rounds(batch, max_ops);
     tracing::debug!(mutations, rounds = rounds.len(), "committing events");
-    let _done = Finally(move || {
-        tracing::debug!(
-            mutations,
-            elapsed_us = started.elapsed().as_micros() as u64,
-            "events committed"
-        )
-    });
     for round in rounds {
         match commit_round(store, cache, &round).await {
             Ok(Some(results)) => {
@@ -313,6 +297,11 @@ async fn commit_batch(store: &dyn Store, cache: &mut SeqCache, batch: Vec<Queued
             }
         }
     }
+    tracing::debug!(
+        mutations,
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "events committed"
+    );
 }
 
 /// Commits every mutation of `round` in one transaction. `Ok(None)` when a

@@ -114,6 +114,7 @@ impl RedbStore {
             dirty: HashSet::new(),
             last_job: Instant::now(),
             db: Some(db),
+            on_file: state.revision,
             disk_history: opts.disk_history.max(1),
             every: opts.checkpoint_every,
             bytes: opts.checkpoint_bytes.max(1),
@@ -359,18 +360,6 @@ fn write_checkpoint(db: &Database, cp: &Checkpoint, disk_history: u64) -> Result
     txn.commit().map_err(|e| backend("commit", e))
 }
 
-/// The revision before `plan`: a checkpoint taken between two batches is
-/// at the later one's base.
-fn base_of(plan: &Plan) -> Revision {
-    plan.effects
-        .iter()
-        .find_map(|e| match e {
-            crate::core::Effect::Commit { rev, .. } => Some(rev.saturating_sub(1)),
-            _ => None,
-        })
-        .unwrap_or(plan.revision)
-}
-
 /// Log, then acknowledge; checkpoint into the file in the background.
 struct RedbPersist {
     wal: Wal,
@@ -382,6 +371,8 @@ struct RedbPersist {
     last_job: Instant,
     /// Moved to the checkpointer thread at `attach`.
     db: Option<Database>,
+    /// The file's revision once open replayed the log into it.
+    on_file: Revision,
     disk_history: u64,
     every: Duration,
     bytes: u64,
@@ -436,6 +427,7 @@ impl Persist for RedbPersist {
         let busy = Arc::new(AtomicBool::new(false));
         let worker = CheckpointWorker {
             db,
+            on_file: self.on_file,
             core: Arc::downgrade(core),
             dir: self.wal.dir().to_path_buf(),
             disk_history: self.disk_history,
@@ -464,7 +456,7 @@ impl Persist for RedbPersist {
         }
         if self.checkpoint_due() {
             let through = self.wal.rotate()?;
-            self.send(base_of(plan), through);
+            self.send(wal::base_of(plan), through);
         }
         if let Err(e) = self.wal.append(plan) {
             self.broken = true;
@@ -499,6 +491,8 @@ impl Drop for RedbPersist {
 /// The checkpointer thread's side.
 struct CheckpointWorker {
     db: Database,
+    /// The file's revision when the store opened.
+    on_file: Revision,
     core: Weak<RwLock<Core>>,
     dir: PathBuf,
     disk_history: u64,
@@ -510,7 +504,7 @@ impl CheckpointWorker {
         // Keys of failed checkpoints are written by the next one, and their
         // segments are kept until then.
         let mut pending: HashSet<String> = HashSet::new();
-        let mut after = read_meta_revision(&self.db);
+        let mut after = self.on_file;
         while let Ok(job) = jobs.recv() {
             pending.extend(job.keys);
             let Some(core) = self.core.upgrade() else {
@@ -553,13 +547,4 @@ impl CheckpointWorker {
             self.busy.store(false, Ordering::SeqCst);
         }
     }
-}
-
-fn read_meta_revision(db: &Database) -> Revision {
-    let get = || -> std::result::Result<Revision, Box<dyn std::error::Error>> {
-        let r = db.begin_read()?;
-        let meta = r.open_table(META)?;
-        Ok(meta.get("revision")?.map(|v| v.value()).unwrap_or(0))
-    };
-    get().unwrap_or(0)
 }

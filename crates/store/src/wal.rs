@@ -40,6 +40,18 @@ pub(crate) struct Record {
     pub leases: Vec<(LeaseId, Option<Duration>)>,
 }
 
+/// The revision before `plan`: a checkpoint taken between two batches is
+/// at the later one's base.
+pub(crate) fn base_of(plan: &Plan) -> Revision {
+    plan.effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Commit { rev, .. } => Some(rev.saturating_sub(1)),
+            _ => None,
+        })
+        .unwrap_or(plan.revision)
+}
+
 /// Encodes `plan` as a record payload.
 fn encode_plan(plan: &Plan, out: &mut Vec<u8>) {
     let commits: Vec<(Revision, &Vec<WatchEvent>)> = plan
@@ -50,10 +62,12 @@ fn encode_plan(plan: &Plan, out: &mut Vec<u8>) {
             _ => None,
         })
         .collect();
-    let base = commits
-        .first()
-        .map_or(plan.revision, |(rev, _)| rev.saturating_sub(1));
-    for n in [base, plan.revision, plan.compacted, plan.next_lease] {
+    for n in [
+        base_of(plan),
+        plan.revision,
+        plan.compacted,
+        plan.next_lease,
+    ] {
         out.extend_from_slice(&n.to_le_bytes());
     }
     out.extend_from_slice(&(commits.len() as u64).to_le_bytes());
@@ -264,15 +278,15 @@ impl Wal {
         let crc = crc32(payload);
         self.buf[..4].copy_from_slice(&len.to_le_bytes());
         self.buf[4..8].copy_from_slice(&crc.to_le_bytes());
-        let path = segment_path(&self.dir, self.seq);
+        let path = || segment_path(&self.dir, self.seq);
         let written = self
             .file
             .write_all(&self.buf)
-            .map_err(|e| io("cannot append to", &path, e))
+            .map_err(|e| io("cannot append to", &path(), e))
             .and_then(|()| {
                 self.file
                     .sync_data()
-                    .map_err(|e| io("cannot sync", &path, e))
+                    .map_err(|e| io("cannot sync", &path(), e))
             });
         if written.is_err() {
             // The batch fails: take back whatever of it reached the file,
