@@ -209,6 +209,29 @@ impl ControlPlane for LocalControlPlane {
     }
 }
 
+/// The simulated hosts' runtime, shut down without blocking when dropped
+/// (on every path out of the run, errors included): dropping a runtime
+/// blocks, which an async context must not.
+struct HostsRuntime(Option<tokio::runtime::Runtime>);
+
+impl HostsRuntime {
+    fn handle(&self) -> &tokio::runtime::Handle {
+        match &self.0 {
+            Some(rt) => rt.handle(),
+            // Only `drop` takes it.
+            None => unreachable!("the hosts' runtime is gone"),
+        }
+    }
+}
+
+impl Drop for HostsRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 /// One app of the workload: its record and its groups.
 struct SimApp {
     app: App,
@@ -409,12 +432,14 @@ pub async fn run_e2e(config: &E2eConfig, store: Arc<dyn Store>) -> Result<E2eRun
     // on machines of their own: the server's tasks (engine, event recorder,
     // placements) do not queue behind thousands of agent loops, and the
     // OS shares the cores between the two.
-    let hosts_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("sim-hosts")
-        .enable_all()
-        .build()
-        .map_err(|e| SimError::Invalid(format!("cannot start the hosts' runtime: {e}")))?;
+    let hosts_rt = HostsRuntime(Some(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("sim-hosts")
+            .enable_all()
+            .build()
+            .map_err(|e| SimError::Invalid(format!("cannot start the hosts' runtime: {e}")))?,
+    ));
     let mut fleet = start_fleet(
         &st,
         &estate,
@@ -549,9 +574,7 @@ pub async fn run_e2e(config: &E2eConfig, store: Arc<dyn Store>) -> Result<E2eRun
         .is_some()
     {}
     fleet.abort_all();
-    // Not dropped here: dropping a runtime blocks, which an async context
-    // must not.
-    hosts_rt.shutdown_background();
+    drop(hosts_rt);
 
     let groups_vec = groups;
     let check = checker::check(store.as_ref(), &groups_vec, &policy).await?;
