@@ -46,6 +46,9 @@ impl IpBatch {
 
 /// Attempts of [`Ipam::allocate_batch`] under contention.
 const BATCH_ATTEMPTS: u32 = 32;
+/// Loads of a network's index one batch may need because others dropped it
+/// meanwhile, before it reports contention.
+const MAX_LOADS: u32 = 8;
 
 impl Ipam {
     /// Picks an address on `network` for each of `identities` (the one it
@@ -79,6 +82,26 @@ impl Ipam {
             ops: Vec::new(),
             fresh: Vec::new(),
         };
+        match self.fill(&mut batch, identities, now_ms).await {
+            Ok(()) => Ok(batch),
+            Err(e) => {
+                self.unreserve(network, &batch.fresh);
+                Err(e)
+            }
+        }
+    }
+
+    /// Picks `batch`'s addresses and writes its conditions and operations;
+    /// each new address is held from its pick on (the caller drops the holds
+    /// on an error).
+    async fn fill(
+        &self,
+        batch: &mut IpBatch,
+        identities: &[InstanceId],
+        now_ms: UnixMillis,
+    ) -> Result<()> {
+        let network = batch.network.clone();
+        let network = network.as_str();
         // Which identities hold an address already (read before picking, so
         // no candidate is reserved for an identity that needs none).
         let mut held: Vec<Option<(IpAssignment, Revision)>> = Vec::with_capacity(identities.len());
@@ -123,34 +146,34 @@ impl Ipam {
                 batch.assignments.push(rec);
                 continue;
             }
+            let mut loads = 0;
             let pick = loop {
-                let pick = match self.lock().get_mut(network) {
-                    Some(c) => c.pick(id, None, now_ms, false, !reloaded),
-                    None => Pick::Reload,
+                let pick = {
+                    let mut nets = self.lock();
+                    let pick = nets
+                        .get_mut(network)
+                        .map(|c| c.pick(id, None, now_ms, false, !reloaded));
+                    if let Some(Pick::Candidate { ip, .. }) = &pick {
+                        // Reserved past any reload of the index until the
+                        // batch settles or aborts.
+                        nets.hold(network, *ip);
+                    }
+                    pick
                 };
-                if let Pick::Reload = pick {
-                    if reloaded {
-                        break pick;
+                match pick {
+                    // Dropped by a concurrent reload or abort: load again.
+                    None if loads < MAX_LOADS => {
+                        loads += 1;
+                        self.ensure_loaded(network, false).await?;
                     }
                     // Another server may have released addresses: look
                     // again before saying the network is exhausted.
-                    reloaded = true;
-                    self.unreserve(network, &batch.fresh);
-                    batch.fresh.clear();
-                    self.ensure_loaded(network, true).await?;
-                    // Re-reserve what this batch had picked.
-                    let mut nets = self.lock();
-                    if let Some(c) = nets.get_mut(network) {
-                        for a in &batch.assignments {
-                            if !c.records.contains_key(&a.ip) {
-                                c.pool.assign(a.ip);
-                                batch.fresh.push(a.ip);
-                            }
-                        }
+                    Some(Pick::Reload) if !reloaded => {
+                        reloaded = true;
+                        self.ensure_loaded(network, true).await?;
                     }
-                    continue;
+                    pick => break pick.unwrap_or(Pick::Reload),
                 }
-                break pick;
             };
             let (ip, prev_rev, rev) = match pick {
                 Pick::Candidate {
@@ -163,7 +186,6 @@ impl Ipam {
                     quarantined,
                     subnet,
                 } => {
-                    self.unreserve(network, &batch.fresh);
                     return Err(IpamError::Exhausted {
                         network: network.to_string(),
                         subnet,
@@ -172,7 +194,6 @@ impl Ipam {
                     });
                 }
                 Pick::Reload | Pick::Refused(_) | Pick::VerifyStatic(_) => {
-                    self.unreserve(network, &batch.fresh);
                     return Err(IpamError::Contention {
                         network: network.to_string(),
                         attempts: 1,
@@ -211,17 +232,16 @@ impl Ipam {
                 .compares
                 .push(Compare::absent(keys::network_deleting(network)));
         }
-        Ok(batch)
+        Ok(())
     }
 
     /// Records in the index that `batch` committed at `revision`.
     pub fn settle_batch(&self, batch: &IpBatch, revision: Revision) {
         let mut nets = self.lock();
-        if let Some(c) = nets.get_mut(&batch.network) {
-            for a in &batch.assignments {
-                if batch.fresh.contains(&a.ip) {
-                    c.apply(a.ip, Some(Rec::of(a, revision)));
-                }
+        nets.unhold(&batch.network, &batch.fresh);
+        for a in &batch.assignments {
+            if batch.fresh.contains(&a.ip) {
+                nets.apply(&batch.network, a.ip, Some(Rec::of(a, revision)));
             }
         }
         debug!(network = %batch.network, n = batch.fresh.len(), "batch settled");
@@ -249,9 +269,7 @@ impl Ipam {
                 Some(kv) => Some(Rec::decode(&kv)?.1),
                 None => None,
             };
-            if let Some(c) = self.lock().get_mut(&batch.network) {
-                c.apply(*ip, fresh);
-            }
+            self.lock().apply(&batch.network, *ip, fresh);
         }
         Ok(())
     }
@@ -304,11 +322,10 @@ impl Ipam {
     /// Returns reserved-but-uncommitted addresses to the index.
     fn unreserve(&self, network: &str, ips: &[Ipv4Addr]) {
         let mut nets = self.lock();
-        if let Some(c) = nets.get_mut(network) {
-            for ip in ips {
-                let rec = c.records.get(ip).cloned();
-                c.apply(*ip, rec);
-            }
+        nets.unhold(network, ips);
+        for ip in ips {
+            let rec = nets.get(network).and_then(|c| c.records.get(ip).cloned());
+            nets.apply(network, *ip, rec);
         }
     }
 }
@@ -394,9 +411,7 @@ impl Ipam {
     pub fn settle_release(&self, release: &IpRelease, revision: Revision) {
         let mut nets = self.lock();
         for (rec, kept) in release.released.iter().zip(&release.kept) {
-            if let Some(c) = nets.get_mut(&rec.network) {
-                c.apply(rec.ip, kept.then(|| Rec::of(rec, revision)));
-            }
+            nets.apply(&rec.network, rec.ip, kept.then(|| Rec::of(rec, revision)));
         }
     }
 }

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use jdos_store::{for_each_page, json, Compare, KeyValue, OpResponse, Revision, Store, Txn, TxnOp};
 use jdos_types::{keys, InstanceId, IpAssignment, IpState, Network, UnixMillis};
@@ -29,6 +30,10 @@ const MAX_ATTEMPTS: u32 = 64;
 const RELOAD_AFTER_CONFLICTS: u32 = 2;
 /// Page size of range reads.
 const PAGE: usize = 2_000;
+/// How long a reservation outlives reloads of its network's index. A batch
+/// commits or aborts within seconds; one whose caller vanished mid-way (a
+/// cancelled future) must not keep its addresses out of use for good.
+const HOLD_TTL: Duration = Duration::from_secs(60);
 
 /// The value of the identity index key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,6 +224,90 @@ impl NetCache {
     }
 }
 
+/// This instance's knowledge of its networks: one index per loaded network,
+/// and the addresses its uncommitted picks reserved. The reservations live
+/// apart from the indexes because an index is rebuilt from the store at any
+/// time (another pick found it short, a conflict made it stale, a network
+/// changed): a rebuilt index gets them back, so no address is handed to two
+/// picks in flight — not even twice to one batch.
+#[derive(Default)]
+pub(crate) struct Index {
+    nets: HashMap<String, NetCache>,
+    held: HashMap<String, HashMap<Ipv4Addr, Instant>>,
+}
+
+impl Index {
+    pub(crate) fn get(&self, network: &str) -> Option<&NetCache> {
+        self.nets.get(network)
+    }
+
+    pub(crate) fn get_mut(&mut self, network: &str) -> Option<&mut NetCache> {
+        self.nets.get_mut(network)
+    }
+
+    pub(crate) fn contains_key(&self, network: &str) -> bool {
+        self.nets.contains_key(network)
+    }
+
+    /// Drops the index of `network` (its reservations stay).
+    pub(crate) fn remove(&mut self, network: &str) {
+        self.nets.remove(network);
+    }
+
+    /// Installs a freshly loaded index, with the reservations still in force.
+    pub(crate) fn insert(&mut self, mut cache: NetCache) {
+        let name = cache.network.name.clone();
+        if let Some(held) = self.held.get_mut(&name) {
+            let now = Instant::now();
+            held.retain(|_, at| now.duration_since(*at) < HOLD_TTL);
+            for ip in held.keys() {
+                cache.pool.assign(*ip);
+            }
+        }
+        self.nets.insert(name, cache);
+    }
+
+    /// Replaces every index (a full rebuild).
+    pub(crate) fn replace(&mut self, caches: Vec<NetCache>) {
+        self.nets.clear();
+        for c in caches {
+            self.insert(c);
+        }
+    }
+
+    /// Reserves `ip` on `network` until [`Index::unhold`].
+    pub(crate) fn hold(&mut self, network: &str, ip: Ipv4Addr) {
+        self.held
+            .entry(network.to_string())
+            .or_default()
+            .insert(ip, Instant::now());
+    }
+
+    pub(crate) fn unhold(&mut self, network: &str, ips: &[Ipv4Addr]) {
+        if let Some(held) = self.held.get_mut(network) {
+            for ip in ips {
+                held.remove(ip);
+            }
+            if held.is_empty() {
+                self.held.remove(network);
+            }
+        }
+    }
+
+    /// Applies one record as read from the store (`None`: the key is absent)
+    /// to `network`'s index, if loaded. A reserved address stays taken
+    /// whatever the record says: its pick's commit will tell.
+    pub(crate) fn apply(&mut self, network: &str, ip: Ipv4Addr, rec: Option<Rec>) {
+        let Some(c) = self.nets.get_mut(network) else {
+            return;
+        };
+        c.apply(ip, rec);
+        if self.held.get(network).is_some_and(|h| h.contains_key(&ip)) {
+            c.pool.assign(ip);
+        }
+    }
+}
+
 /// What [`NetCache::pick`] decided.
 pub(crate) enum Pick {
     /// Try to commit this address.
@@ -249,7 +338,7 @@ fn decode_record(kv: &KeyValue) -> Result<(IpAssignment, Revision)> {
 /// The IPAM service over a [`Store`].
 pub struct Ipam {
     store: Arc<dyn Store>,
-    nets: Mutex<HashMap<String, NetCache>>,
+    index: Mutex<Index>,
 }
 
 impl Ipam {
@@ -258,7 +347,7 @@ impl Ipam {
     pub fn new(store: Arc<dyn Store>) -> Self {
         Ipam {
             store,
-            nets: Mutex::new(HashMap::new()),
+            index: Mutex::new(Index::default()),
         }
     }
 
@@ -267,10 +356,10 @@ impl Ipam {
         &self.store
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, HashMap<String, NetCache>> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Index> {
         // A panic while holding the lock leaves a cache that may be stale, and
         // stale caches are safe (every write is compared against the store).
-        self.nets.lock().unwrap_or_else(|e| e.into_inner())
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Rebuilds the index of every network from the store. Returns the number
@@ -278,15 +367,15 @@ impl Ipam {
     pub async fn rebuild(&self) -> Result<usize> {
         let span = info_span!("ipam.rebuild");
         async {
-            let mut fresh = HashMap::new();
+            let mut fresh = Vec::new();
             let mut total = 0;
             for kv in range_all(&*self.store, keys::NETWORKS).await? {
                 let network: Network = json::decode(&kv)?;
                 let cache = self.load_records(network, kv.mod_revision).await?;
                 total += cache.records.len();
-                fresh.insert(cache.network.name.clone(), cache);
+                fresh.push(cache);
             }
-            *self.lock() = fresh;
+            self.lock().replace(fresh);
             debug!(records = total, "ipam index rebuilt");
             Ok(total)
         }
@@ -334,7 +423,7 @@ impl Ipam {
         };
         let net: Network = json::decode(&kv)?;
         let cache = self.load_records(net, kv.mod_revision).await?;
-        self.lock().insert(network.to_string(), cache);
+        self.lock().insert(cache);
         Ok(())
     }
 
@@ -387,9 +476,8 @@ impl Ipam {
                 if let Some(kv) = self.store.get(&ip_key).await? {
                     let (rec, rev) = decode_record(&kv)?;
                     if rec.state == IpState::Assigned && rec.identity == *identity {
-                        if let Some(c) = self.lock().get_mut(network) {
-                            c.apply(owner.ip, Some(Rec::of(&rec, rev)));
-                        }
+                        self.lock()
+                            .apply(network, owner.ip, Some(Rec::of(&rec, rev)));
                         return Ok(rec);
                     }
                 }
@@ -405,10 +493,17 @@ impl Ipam {
             // 2. Pick a candidate from the index.
             self.ensure_loaded(network, conflicts == RELOAD_AFTER_CONFLICTS)
                 .await?;
-            let pick = match self.lock().get_mut(network) {
+            let pick = {
+                let mut nets = self.lock();
                 // Dropped by a concurrent reload: load again.
-                None => continue,
-                Some(c) => c.pick(identity, want, now_ms, !verified_static, !reloaded),
+                let Some(c) = nets.get_mut(network) else {
+                    continue;
+                };
+                let pick = c.pick(identity, want, now_ms, !verified_static, !reloaded);
+                if let Pick::Candidate { ip, .. } = &pick {
+                    nets.hold(network, *ip);
+                }
+                pick
             };
             let (ip, prev_rev, net_rev) = match pick {
                 Pick::Candidate {
@@ -442,9 +537,7 @@ impl Ipam {
                         Some(kv) => Some(Rec::decode(&kv)?.1),
                         None => None,
                     };
-                    if let Some(c) = self.lock().get_mut(network) {
-                        c.apply(ip, fresh);
-                    }
+                    self.lock().apply(network, ip, fresh);
                     continue;
                 }
                 Pick::Reload => {
@@ -485,14 +578,19 @@ impl Ipam {
                 .or_else(TxnOp::Get {
                     key: deleting_key.clone(),
                 });
-            let resp = self.store.txn(txn).await?;
-            if resp.succeeded {
-                if let Some(c) = self.lock().get_mut(network) {
-                    c.apply(ip, Some(Rec::of(&rec, resp.revision)));
+            let resp = self.store.txn(txn).await;
+            let resp = {
+                let mut nets = self.lock();
+                nets.unhold(network, &[ip]);
+                let resp = resp?;
+                if resp.succeeded {
+                    nets.apply(network, ip, Some(Rec::of(&rec, resp.revision)));
+                    drop(nets);
+                    debug!(%ip, "address assigned");
+                    return Ok(rec);
                 }
-                debug!(%ip, "address assigned");
-                return Ok(rec);
-            }
+                resp
+            };
 
             // 4. Learn what changed, then retry.
             conflicts += 1;
@@ -518,8 +616,8 @@ impl Ipam {
                     nets.remove(network);
                 }
                 Some(_) => {
+                    nets.apply(network, ip, fresh);
                     if let Some(c) = nets.get_mut(network) {
-                        c.apply(ip, fresh);
                         if want.is_none() {
                             // Another allocator walks the same addresses: jump
                             // to a spot of our own rather than trail it.
@@ -630,13 +728,8 @@ impl Ipam {
             if !resp.succeeded {
                 continue;
             }
-            if let Some(c) = self.lock().get_mut(&owner.network) {
-                if quarantine_ms > 0 {
-                    c.apply(owner.ip, Some(Rec::of(&rec, resp.revision)));
-                } else {
-                    c.apply(owner.ip, None);
-                }
-            }
+            let kept = (quarantine_ms > 0).then(|| Rec::of(&rec, resp.revision));
+            self.lock().apply(&owner.network, owner.ip, kept);
             debug!(network = %owner.network, ip = %owner.ip, "address released");
             return Ok(Some(rec));
         }
@@ -701,9 +794,7 @@ impl Ipam {
                     .and_then(TxnOp::delete(kv.key.clone()));
                 if self.store.txn(txn).await?.succeeded {
                     removed += 1;
-                    if let Some(c) = self.lock().get_mut(network) {
-                        c.apply(ip, None);
-                    }
+                    self.lock().apply(network, ip, None);
                 }
             }
             debug!(removed, "expired quarantine records removed");
