@@ -12,12 +12,13 @@
 //! queue their mutation, and whoever holds the commit lock drains the queue
 //! and commits every mutation whose keys are disjoint from the others' in
 //! ONE store transaction (consecutive sequence numbers, one counter CAS, one
-//! fsync). A combined transaction that fails on a mutation's own condition
-//! is retried one mutation at a time, so each gets its own answer.
+//! fsync). When a combined transaction fails on some mutations' own
+//! conditions, its failure branch's reads of every compared key tell which:
+//! those are answered stale and the others are committed together again.
 
-use jdos_store::{json, Compare, OpResponse, Revision, Store, StoreError, Txn, TxnOp};
+use jdos_store::{json, Compare, KeyValue, OpResponse, Revision, Store, StoreError, Txn, TxnOp};
 use jdos_types::{keys, Event, EventResult, UnixMillis};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use tokio::sync::{oneshot, Mutex};
 
@@ -268,49 +269,91 @@ fn rounds(batch: Vec<Queued>, max_ops: usize) -> Vec<Vec<Queued>> {
     rounds
 }
 
-async fn commit_batch(store: &dyn Store, cache: &mut SeqCache, batch: Vec<Queued>) {
+/// Store transactions one batch took, and how many of its mutations were
+/// stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BatchStats {
+    txns: usize,
+    stale: usize,
+}
+
+async fn commit_batch(store: &dyn Store, cache: &mut SeqCache, batch: Vec<Queued>) -> BatchStats {
     let max_ops = store.max_txn_ops().saturating_sub(TXN_OPS_MARGIN).max(2);
     let (mutations, started) = (batch.len(), std::time::Instant::now());
     let rounds = rounds(batch, max_ops);
-    tracing::debug!(mutations, rounds = rounds.len(), "committing events");
-    for round in rounds {
-        match commit_round(store, cache, &round).await {
-            Ok(Some(results)) => {
-                for (q, r) in round.into_iter().zip(results) {
-                    let _ = q.reply.send(Ok(r));
+    let (planned, mut txns, mut stale) = (rounds.len(), 0usize, 0usize);
+    for mut round in rounds {
+        while !round.is_empty() {
+            txns += 1;
+            match commit_round(store, cache, &round).await {
+                Ok(Round::Committed(results)) => {
+                    for (q, r) in round.drain(..).zip(results) {
+                        let _ = q.reply.send(Ok(r));
+                    }
                 }
-            }
-            // A mutation's own condition failed: commit one at a time so
-            // that each gets its own answer.
-            Ok(None) => {
-                for q in round {
-                    let r = commit_round(store, cache, std::slice::from_ref(&q))
-                        .await
-                        .map(|r| r.map_or(Commit::Stale, |v| v[0]));
-                    let _ = q.reply.send(r);
+                // Some mutations' own conditions failed: they get their
+                // answer, the others go again together.
+                Ok(Round::Stale(failed)) if !failed.is_empty() => {
+                    stale += failed.len();
+                    let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut round)
+                        .into_iter()
+                        .enumerate()
+                        .partition(|(i, _)| failed.contains(i));
+                    for (_, q) in gone {
+                        let _ = q.reply.send(Ok(Commit::Stale));
+                    }
+                    round = kept.into_iter().map(|(_, q)| q).collect();
                 }
-            }
-            Err(e) => {
-                for q in round {
-                    let _ = q.reply.send(Err(e.clone()));
+                // Failed, yet every condition read back holds (a backend
+                // that does not return the failure branch's reads): one at
+                // a time, so that each gets its own answer.
+                Ok(Round::Stale(_)) => {
+                    for q in round.drain(..) {
+                        txns += 1;
+                        let r = commit_round(store, cache, std::slice::from_ref(&q))
+                            .await
+                            .map(|r| match r {
+                                Round::Committed(v) => v[0],
+                                Round::Stale(_) => Commit::Stale,
+                            });
+                        let _ = q.reply.send(r);
+                    }
+                }
+                Err(e) => {
+                    for q in round.drain(..) {
+                        let _ = q.reply.send(Err(e.clone()));
+                    }
                 }
             }
         }
     }
     tracing::debug!(
         mutations,
+        rounds = planned,
+        txns,
+        stale,
         elapsed_us = started.elapsed().as_micros() as u64,
         "events committed"
     );
+    BatchStats { txns, stale }
 }
 
-/// Commits every mutation of `round` in one transaction. `Ok(None)` when a
-/// mutation's own condition failed (nothing written).
+/// What one combined transaction did.
+enum Round {
+    /// Every mutation was written, in order.
+    Committed(Vec<Commit>),
+    /// Nothing was written: these mutations' (indices) own conditions fail.
+    Stale(Vec<usize>),
+}
+
+/// Commits every mutation of `round` in one transaction; when one's own
+/// condition fails, nothing is written and the failure branch's reads of
+/// every compared key tell which.
 async fn commit_round(
     store: &dyn Store,
     cache: &mut SeqCache,
     round: &[Queued],
-) -> Result<Option<Vec<Commit>>, StoreError> {
+) -> Result<Round, StoreError> {
     // Bounded: each retry means another writer (another replica) advanced
     // the counter between our read and our write.
     for _ in 0..64 {
@@ -320,24 +363,30 @@ async fn commit_round(
         let first = cache.last_seq + 1;
         let last = cache.last_seq + round.len() as u64;
         let mut txn = Txn::new().when(Compare::mod_revision(EVENT_SEQ_KEY, cache.mod_revision));
+        txn.failure.push(TxnOp::Get {
+            key: EVENT_SEQ_KEY.to_string(),
+        });
+        let mut read: HashSet<&str> = HashSet::new();
         for (i, q) in round.iter().enumerate() {
             let seq = first + i as u64;
             let event = q.m.event.clone().into_event(seq, q.now_ms);
             txn.compares.extend(q.m.compares.iter().cloned());
+            for c in &q.m.compares {
+                if read.insert(c.key.as_str()) {
+                    txn.failure.push(TxnOp::Get { key: c.key.clone() });
+                }
+            }
             txn.success.extend(q.m.ops.iter().cloned());
             txn.success
                 .push(TxnOp::put(keys::event(seq), json::encode(&event)?));
         }
         txn.success
             .push(TxnOp::put(EVENT_SEQ_KEY, json::encode(&last)?));
-        txn.failure.push(TxnOp::Get {
-            key: EVENT_SEQ_KEY.to_string(),
-        });
         let resp = store.txn(txn).await?;
         if resp.succeeded {
             cache.last_seq = last;
             cache.mod_revision = resp.revision;
-            return Ok(Some(
+            return Ok(Round::Committed(
                 (first..=last)
                     .map(|seq| Commit::Done {
                         revision: resp.revision,
@@ -346,6 +395,12 @@ async fn commit_round(
                     .collect(),
             ));
         }
+        let mut now: HashMap<&str, &KeyValue> = HashMap::new();
+        for r in &resp.responses {
+            if let OpResponse::Get { kv: Some(kv) } = r {
+                now.insert(kv.key.as_str(), kv);
+            }
+        }
         let counter_rev = match resp.responses.first() {
             Some(OpResponse::Get { kv }) => kv.as_ref().map_or(0, |kv| kv.mod_revision),
             _ => {
@@ -353,11 +408,22 @@ async fn commit_round(
                 continue;
             }
         };
-        if counter_rev == cache.mod_revision {
-            // The counter held, so one of the mutations' own conditions failed.
-            return Ok(None);
+        if counter_rev != cache.mod_revision {
+            cache.loaded = false;
+            continue;
         }
-        cache.loaded = false;
+        // The counter held, so some mutations' own conditions failed.
+        let failed = round
+            .iter()
+            .enumerate()
+            .filter(|(_, q)| {
+                q.m.compares
+                    .iter()
+                    .any(|c| !c.holds(now.get(c.key.as_str()).copied()))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        return Ok(Round::Stale(failed));
     }
     Err(StoreError::Backend(
         "event sequence counter kept changing under this server: too many writers".into(),
@@ -466,5 +532,48 @@ mod tests {
         let ev: Event = json::decode(&store.get(&keys::event(2)).await.unwrap().unwrap()).unwrap();
         assert_eq!((ev.object.as_str(), ev.time_ms), ("/c", 7));
         assert!(store.get(&keys::event(3)).await.unwrap().is_none());
+    }
+
+    /// Stale mutations in a combined round cost one more transaction, not
+    /// one per mutation: the failure branch's reads name them.
+    #[tokio::test]
+    async fn stale_mutations_are_sorted_out_in_one_more_transaction() {
+        let store = MemoryStore::new();
+        store.put("/k7", b"0".to_vec(), None).await.unwrap();
+        let mut cache = SeqCache::default();
+        let (mut batch, mut replies) = (Vec::new(), Vec::new());
+        for i in 0..40 {
+            let k = format!("/k{i}");
+            // Every tenth expects a revision the key does not have (or
+            // creates a key that exists: /k7).
+            let cmp = match i {
+                7 => Compare::absent(k.as_str()),
+                _ if i % 10 == 3 => Compare::mod_revision(k.as_str(), 999),
+                _ => Compare::absent(k.as_str()),
+            };
+            let (q, rx) = queued(put(&k, cmp));
+            batch.push(q);
+            replies.push(rx);
+        }
+        let stats = commit_batch(&store, &mut cache, batch).await;
+        assert_eq!(stats, BatchStats { txns: 2, stale: 5 });
+        let mut seq = 0;
+        for (i, rx) in replies.into_iter().enumerate() {
+            let r = rx.await.unwrap().unwrap();
+            if i == 7 || i % 10 == 3 {
+                assert_eq!(r, Commit::Stale, "mutation {i}");
+            } else {
+                seq += 1;
+                assert!(
+                    matches!(r, Commit::Done { seq: s, .. } if s == seq),
+                    "{i}: {r:?}"
+                );
+            }
+        }
+        assert_eq!(seq, 35);
+        let ev: Event = json::decode(&store.get(&keys::event(35)).await.unwrap().unwrap()).unwrap();
+        assert_eq!(ev.object, "/k39");
+        assert_eq!(store.get("/k7").await.unwrap().unwrap().value, b"0");
+        assert!(store.get("/k3").await.unwrap().is_none());
     }
 }

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use crate::{
-    CmpOp, CmpTarget, Compare, EventKind, KeyValue, LeaseId, OpResponse, RangeOptions, RangePage,
-    Result, Revision, StoreError, Txn, TxnOp, TxnResponse, Watch, WatchEvent,
+    Compare, EventKind, KeyValue, LeaseId, OpResponse, RangeOptions, RangePage, Result, Revision,
+    StoreError, Txn, TxnOp, TxnResponse, Watch, WatchEvent,
 };
 
 /// Longest accepted key, in bytes.
@@ -647,23 +647,7 @@ impl<'a> Planner<'a> {
     }
 
     fn compare(&self, c: &Compare) -> bool {
-        let kv = self.lookup_ref(&c.key);
-        let ord = match &c.target {
-            CmpTarget::Version(v) => kv.map_or(0, |kv| kv.version).cmp(v),
-            CmpTarget::CreateRevision(r) => kv.map_or(0, |kv| kv.create_revision).cmp(r),
-            CmpTarget::ModRevision(r) => kv.map_or(0, |kv| kv.mod_revision).cmp(r),
-            CmpTarget::Value(v) => match kv {
-                // A missing key compares false with any value, whatever the op.
-                None => return false,
-                Some(kv) => kv.value.as_slice().cmp(v.as_slice()),
-            },
-        };
-        match c.op {
-            CmpOp::Equal => ord.is_eq(),
-            CmpOp::NotEqual => ord.is_ne(),
-            CmpOp::Less => ord.is_lt(),
-            CmpOp::Greater => ord.is_gt(),
-        }
+        c.holds(self.lookup_ref(&c.key))
     }
 
     fn validate_txn(&self, txn: &Txn) -> Result<()> {

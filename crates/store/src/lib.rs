@@ -247,6 +247,27 @@ impl Compare {
             target: CmpTarget::Value(value.into()),
         }
     }
+
+    /// Whether this condition holds for `kv`, the key's current state
+    /// (`None`: absent), as a transaction evaluates it.
+    pub fn holds(&self, kv: Option<&KeyValue>) -> bool {
+        let ord = match &self.target {
+            CmpTarget::Version(v) => kv.map_or(0, |kv| kv.version).cmp(v),
+            CmpTarget::CreateRevision(r) => kv.map_or(0, |kv| kv.create_revision).cmp(r),
+            CmpTarget::ModRevision(r) => kv.map_or(0, |kv| kv.mod_revision).cmp(r),
+            CmpTarget::Value(v) => match kv {
+                // A missing key compares false with any value, whatever the op.
+                None => return false,
+                Some(kv) => kv.value.as_slice().cmp(v.as_slice()),
+            },
+        };
+        match self.op {
+            CmpOp::Equal => ord.is_eq(),
+            CmpOp::NotEqual => ord.is_ne(),
+            CmpOp::Less => ord.is_lt(),
+            CmpOp::Greater => ord.is_gt(),
+        }
+    }
 }
 
 /// One operation of a transaction branch.
