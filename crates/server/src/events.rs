@@ -134,8 +134,17 @@ type Reply = oneshot::Sender<Result<Commit, StoreError>>;
 
 struct Queued {
     m: Mutation,
+    /// Further events recorded in the same transaction, after `m.event`.
+    also: Vec<EventDraft>,
     now_ms: UnixMillis,
     reply: Reply,
+}
+
+impl Queued {
+    /// Events it records.
+    fn events(&self) -> u64 {
+        1 + self.also.len() as u64
+    }
 }
 
 /// Most mutations combined into one store transaction.
@@ -170,12 +179,26 @@ impl EventRecorder {
         m: Mutation,
         now_ms: UnixMillis,
     ) -> Result<Commit, StoreError> {
+        self.commit_with(store, m, Vec::new(), now_ms).await
+    }
+
+    /// Commits `m`, its event and the events `also` (numbered after it)
+    /// atomically: e.g. an apply and the `task.submit` events of the tasks
+    /// it queues, in one round trip. [`Commit::Done`] names `m`'s event.
+    pub async fn commit_with(
+        &self,
+        store: &dyn Store,
+        m: Mutation,
+        also: Vec<EventDraft>,
+        now_ms: UnixMillis,
+    ) -> Result<Commit, StoreError> {
         let (tx, mut rx) = oneshot::channel();
         self.queue
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(Queued {
                 m,
+                also,
                 now_ms,
                 reply: tx,
             });
@@ -234,7 +257,7 @@ fn rounds(batch: Vec<Queued>, max_ops: usize) -> Vec<Vec<Queued>> {
     // One op for the counter and one compare on it.
     let (mut ops, mut cmps) = (1usize, 1usize);
     for q in batch {
-        let (q_ops, q_cmps) = (q.m.ops.len() + 1, q.m.compares.len());
+        let (q_ops, q_cmps) = (q.m.ops.len() + q.also.len() + 1, q.m.compares.len());
         let fits = match touched(&q.m) {
             Some(ks) => {
                 current.is_empty()
@@ -361,15 +384,16 @@ async fn commit_round(
             reload(store, cache).await?;
         }
         let first = cache.last_seq + 1;
-        let last = cache.last_seq + round.len() as u64;
+        let last = cache.last_seq + round.iter().map(Queued::events).sum::<u64>();
         let mut txn = Txn::new().when(Compare::mod_revision(EVENT_SEQ_KEY, cache.mod_revision));
         txn.failure.push(TxnOp::Get {
             key: EVENT_SEQ_KEY.to_string(),
         });
         let mut read: HashSet<&str> = HashSet::new();
-        for (i, q) in round.iter().enumerate() {
-            let seq = first + i as u64;
-            let event = q.m.event.clone().into_event(seq, q.now_ms);
+        let mut seqs = Vec::with_capacity(round.len());
+        let mut seq = first;
+        for q in round {
+            seqs.push(seq);
             txn.compares.extend(q.m.compares.iter().cloned());
             for c in &q.m.compares {
                 if read.insert(c.key.as_str()) {
@@ -377,8 +401,12 @@ async fn commit_round(
                 }
             }
             txn.success.extend(q.m.ops.iter().cloned());
-            txn.success
-                .push(TxnOp::put(keys::event(seq), json::encode(&event)?));
+            for draft in std::iter::once(&q.m.event).chain(&q.also) {
+                let event = draft.clone().into_event(seq, q.now_ms);
+                txn.success
+                    .push(TxnOp::put(keys::event(seq), json::encode(&event)?));
+                seq += 1;
+            }
         }
         txn.success
             .push(TxnOp::put(EVENT_SEQ_KEY, json::encode(&last)?));
@@ -387,7 +415,7 @@ async fn commit_round(
             cache.last_seq = last;
             cache.mod_revision = resp.revision;
             return Ok(Round::Committed(
-                (first..=last)
+                seqs.into_iter()
                     .map(|seq| Commit::Done {
                         revision: resp.revision,
                         seq,
@@ -463,6 +491,7 @@ mod tests {
         (
             Queued {
                 m,
+                also: Vec::new(),
                 now_ms: 7,
                 reply,
             },
@@ -532,6 +561,43 @@ mod tests {
         let ev: Event = json::decode(&store.get(&keys::event(2)).await.unwrap().unwrap()).unwrap();
         assert_eq!((ev.object.as_str(), ev.time_ms), ("/c", 7));
         assert!(store.get(&keys::event(3)).await.unwrap().is_none());
+    }
+
+    /// A mutation's further events take the numbers right after its own,
+    /// in the same transaction as the mutations combined with it.
+    #[tokio::test]
+    async fn further_events_are_numbered_after_their_mutation() {
+        let store = MemoryStore::new();
+        let rec = EventRecorder::new();
+        let also = vec![
+            EventDraft::new("t", "task.submit", "task", "t1"),
+            EventDraft::new("t", "task.submit", "task", "t2"),
+        ];
+        let (a, b) = tokio::join!(
+            rec.commit_with(&store, put("/a", Compare::absent("/a")), also, 7),
+            rec.commit(&store, put("/b", Compare::absent("/b")), 7),
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let Commit::Done { seq: sa, .. } = a else {
+            panic!("{a:?}")
+        };
+        let Commit::Done { seq: sb, .. } = b else {
+            panic!("{b:?}")
+        };
+        let objects: Vec<String> = {
+            let mut v = Vec::new();
+            for seq in 1..=4 {
+                let kv = store.get(&keys::event(seq)).await.unwrap().unwrap();
+                v.push(json::decode::<Event>(&kv).unwrap().object);
+            }
+            v
+        };
+        // Whichever was queued first, "/a" is followed by its two submits.
+        let at = usize::try_from(sa - 1).unwrap();
+        assert_eq!(&objects[at..at + 3], ["/a", "t1", "t2"]);
+        assert_eq!(objects[usize::try_from(sb - 1).unwrap()], "/b");
+        let counter: u64 = json::decode(&store.get(EVENT_SEQ_KEY).await.unwrap().unwrap()).unwrap();
+        assert_eq!(counter, 4);
     }
 
     /// Stale mutations in a combined round cost one more transaction, not

@@ -279,8 +279,8 @@ fn apps_of(groups: &[GroupSpec]) -> Vec<SimApp> {
     by.into_values().collect()
 }
 
-/// Commits an app and its groups in one transaction with its event, as an
-/// apply of a new app does; then submits one `deploy` task per group.
+/// Commits an app, its groups and one `deploy` task per group in one
+/// transaction with their events, as an apply of a new app does.
 async fn submit_app(st: &AppState, a: &SimApp) -> Result<Vec<String>, SimError> {
     let caller = Caller::system(ACTOR);
     let mut app = a.app.clone();
@@ -325,7 +325,13 @@ async fn submit_app(st: &AppState, a: &SimApp) -> Result<Vec<String>, SimError> 
         ops,
         event,
     };
-    match st.events().commit(st.store(), m, st.now_ms()).await? {
+    // The tasks' `task.submit` events in the same commit, as `apply` does.
+    let submitted = ops::submitted_events(&tasks);
+    match st
+        .events()
+        .commit_with(st.store(), m, submitted, st.now_ms())
+        .await?
+    {
         Commit::Done { .. } => {}
         Commit::Stale => {
             return Err(SimError::Invalid(format!(
@@ -334,8 +340,6 @@ async fn submit_app(st: &AppState, a: &SimApp) -> Result<Vec<String>, SimError> 
             )))
         }
     }
-    // At once, as `apply` does: the recorder puts them in one commit.
-    futures_util::future::join_all(tasks.iter().map(|t| engine.record_submitted(t))).await;
     Ok(tasks.into_iter().map(|t| t.id).collect())
 }
 

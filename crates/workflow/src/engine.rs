@@ -184,6 +184,11 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// The message of a task's `task.submit` event.
+pub fn submitted_message(task: &Task) -> String {
+    format!("{} {} submitted by {}", task.kind, task.object, task.actor)
+}
+
 impl Engine {
     /// An engine over a store; nothing runs until [`Engine::start`].
     pub fn new(store: Arc<dyn Store>, config: EngineConfig, events: Arc<dyn TaskEvents>) -> Self {
@@ -305,14 +310,15 @@ impl Engine {
     }
 
     /// Records the `task.submit` event of a task queued through
-    /// [`Engine::prepare`] (after the caller's commit).
+    /// [`Engine::prepare`] (after the caller's commit; a caller that can put
+    /// it in its own commit uses [`submitted_message`] instead).
     pub async fn record_submitted(&self, task: &Task) {
         self.events
             .record(
                 task,
                 actions::SUBMIT,
                 EventResult::Success,
-                format!("{} {} submitted by {}", task.kind, task.object, task.actor),
+                submitted_message(task),
             )
             .await;
     }

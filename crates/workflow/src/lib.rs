@@ -45,7 +45,9 @@ mod operation;
 mod runner;
 
 pub use context::StepContext;
-pub use engine::{Engine, EngineConfig, LockInfo, NewTask, QueueEntry, TaskFilter, WorkerInfo};
+pub use engine::{
+    submitted_message, Engine, EngineConfig, LockInfo, NewTask, QueueEntry, TaskFilter, WorkerInfo,
+};
 pub use error::WorkflowError;
 pub use events::{NoEvents, TaskEvents, TransitionEvent};
 pub use id::new_task_id;

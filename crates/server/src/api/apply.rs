@@ -144,15 +144,14 @@ pub async fn apply(
         let Some((m, tasks)) = plan(st, caller, &app, &groups, &cur, &result.diff).await? else {
             return Ok(result);
         };
-        match st.events().commit(st.store(), m, st.now_ms()).await? {
+        // The tasks' `task.submit` events go in the apply's own commit.
+        let submitted = ops::submitted_events(&tasks);
+        match st
+            .events()
+            .commit_with(st.store(), m, submitted, st.now_ms())
+            .await?
+        {
             Commit::Done { .. } => {
-                if let Some(engine) = st.engine() {
-                    // At once: the recorder puts them in one commit.
-                    futures_util::future::join_all(
-                        tasks.iter().map(|t| engine.record_submitted(t)),
-                    )
-                    .await;
-                }
                 tracing::info!(
                     summary = %summary(&result.diff),
                     tasks = tasks.len(),

@@ -154,6 +154,23 @@ fn task_draft(task: &Task, action: &str, result: EventResult, message: &str) -> 
     }
 }
 
+/// The `task.submit` events of `tasks`, for a caller that commits them with
+/// its own write ([`crate::events::EventRecorder::commit_with`]) instead of
+/// after it ([`jdos_workflow::Engine::record_submitted`]).
+pub fn submitted_events(tasks: &[Task]) -> Vec<EventDraft> {
+    tasks
+        .iter()
+        .map(|t| {
+            task_draft(
+                t,
+                jdos_workflow::actions::SUBMIT,
+                EventResult::Success,
+                &jdos_workflow::submitted_message(t),
+            )
+        })
+        .collect()
+}
+
 #[async_trait]
 impl TaskEvents for ServerTaskEvents {
     async fn record(&self, task: &Task, action: &str, result: EventResult, message: String) {
