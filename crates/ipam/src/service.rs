@@ -302,7 +302,9 @@ impl Index {
             return;
         };
         c.apply(ip, rec);
-        if self.held.get(network).is_some_and(|h| h.contains_key(&ip)) {
+        // An expired hold no longer counts, as at a reload.
+        let held = self.held.get(network).and_then(|h| h.get(&ip));
+        if held.is_some_and(|at| at.elapsed() < HOLD_TTL) {
             c.pool.assign(ip);
         }
     }
