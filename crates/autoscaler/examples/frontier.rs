@@ -45,6 +45,7 @@ fn forecast_config() -> ForecastConfig {
         rise_window: env("RISE_WINDOW", d.rise_window),
         rise_min_days: env("RISE_MIN_DAYS", d.rise_min_days),
         react_within_bucket: env("REACT", d.react_within_bucket),
+        cold_start_headroom: env("COLD", d.cold_start_headroom),
         ..d
     }
 }

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use jdos_types::UnixMillis;
 use serde::Serialize;
 
-use crate::forecast::{ForecastConfig, Forecaster};
+use crate::forecast::{ForecastConfig, Forecaster, NoForecast};
 use crate::hpa::{Hpa, HpaConfig, HpaInput, PodMetric, ScalingRules};
 use crate::policy::{Mode, Policy};
 
@@ -100,6 +100,21 @@ impl Autoscaler {
         }
     }
 
+    /// Replicas the cold-start headroom asks for: the highest load seen so
+    /// far times the headroom, at full capacity, within the policy's bounds.
+    /// Only while history is short; an inaccurate forecast falls back to
+    /// the HPA alone (the history's highest load may be days old).
+    fn cold_start_need(&self, why: &NoForecast) -> u32 {
+        let headroom = self.forecaster.config().cold_start_headroom;
+        if !matches!(why, NoForecast::ShortHistory { .. }) || !(headroom > 1.0) {
+            return 0;
+        }
+        let p = &self.policy;
+        self.forecaster.highest_seen().map_or(0, |h| {
+            replicas_for(h * headroom, p.metric.ceiling()).min(p.max_replicas)
+        })
+    }
+
     /// One sync at `now`: returns the replicas to run and why. The caller is
     /// assumed to apply `desired` (the rate windows count it as done).
     pub fn decide(&mut self, now: UnixMillis, obs: &Observation<'_>) -> Decision {
@@ -139,11 +154,28 @@ impl Autoscaler {
                 ModeUsed::ReactiveFallback,
                 format!("no load measured, hpa: {}{floor_note}", hpa.reason),
             ),
-            (Mode::Predictive, _, Err(why)) => (
-                hpa.desired,
-                ModeUsed::ReactiveFallback,
-                format!("forecast unusable ({why}), hpa: {}{floor_note}", hpa.reason),
-            ),
+            (Mode::Predictive, _, Err(why)) => {
+                let cold = self.cold_start_need(&why);
+                if cold > hpa.desired {
+                    (
+                        cold,
+                        ModeUsed::ReactiveFallback,
+                        format!(
+                            "forecast unusable ({why}), cold-start headroom: {:.1}x the highest load seen {:.2} needs {cold} at {:.0}% (hpa: {}){floor_note}",
+                            self.forecaster.config().cold_start_headroom,
+                            self.forecaster.highest_seen().unwrap_or(0.0),
+                            p.metric.ceiling() * 100.0,
+                            hpa.reason
+                        ),
+                    )
+                } else {
+                    (
+                        hpa.desired,
+                        ModeUsed::ReactiveFallback,
+                        format!("forecast unusable ({why}), hpa: {}{floor_note}", hpa.reason),
+                    )
+                }
+            }
             (Mode::Predictive, Some(load), Ok(f))
                 if current >= floor && current <= p.max_replicas =>
             {

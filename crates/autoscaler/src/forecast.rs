@@ -65,6 +65,12 @@ pub struct ForecastConfig {
     pub rise_min_days: usize,
     /// Raise the forecast as soon as an observation exceeds it.
     pub react_within_bucket: bool,
+    /// Cold-start headroom: while the forecast is unusable for want of
+    /// history, the group is kept large enough to carry this multiple of
+    /// the highest load seen so far at full capacity (1.0 = none). With no
+    /// history nothing bounds how far the load may rise within a start-up;
+    /// 2.0 is the HPA's own scale-up allowance per period (100 %).
+    pub cold_start_headroom: f64,
 }
 
 impl Default for ForecastConfig {
@@ -83,6 +89,7 @@ impl Default for ForecastConfig {
             rise_window: 5,
             rise_min_days: 2,
             react_within_bucket: true,
+            cold_start_headroom: 2.0,
         }
     }
 }
@@ -311,6 +318,15 @@ impl Forecaster {
             .iter()
             .map(|m| (m.model, m.abs_error, m.scored))
             .collect()
+    }
+
+    /// The highest load observed in the history held and the open bucket.
+    pub fn highest_seen(&self) -> Option<f64> {
+        self.history
+            .iter()
+            .copied()
+            .chain(self.open.map(|(_, v)| v))
+            .reduce(f64::max)
     }
 
     /// Buckets of history held.

@@ -62,6 +62,61 @@ fn predictive_falls_back_to_reactive_on_short_history() {
 }
 
 #[test]
+fn cold_start_headroom_holds_until_the_forecast_is_usable() {
+    let pol = Policy::from_json(&json!({
+        "min_replicas": 1, "max_replicas": 200, "mode": "predictive",
+        "target_utilization": 0.8, "startup_seconds": 60
+    }))
+    .unwrap();
+    // A steady 10 request-equivalents: the HPA wants ceil(10 / 0.8) = 13.
+    let run = |headroom: f64| {
+        let mut a = Autoscaler::with_forecast_config(
+            pol.clone(),
+            ForecastConfig {
+                cold_start_headroom: headroom,
+                ..cfg()
+            },
+        );
+        let mut current = 13u32;
+        let mut seen = Vec::new();
+        for t in (0..3600u64).step_by(15) {
+            let p = pods(current, 10.0);
+            let d = a.decide(
+                t * 1000,
+                &Observation {
+                    current_replicas: current,
+                    pods: &p,
+                },
+            );
+            seen.push((t, d.mode_used, d.desired, d.reason));
+            current = d.desired;
+        }
+        seen
+    };
+    let cold = run(2.0);
+    // No history: twice the highest load seen fits at 100 %, 20 replicas.
+    let (_, mode, desired, reason) = &cold[0];
+    assert_eq!((*mode, *desired), (ModeUsed::ReactiveFallback, 20));
+    assert!(reason.contains("cold-start headroom"), "{reason}");
+    assert!(cold
+        .iter()
+        .take_while(|s| s.1 == ModeUsed::ReactiveFallback)
+        .all(|s| s.2 == 20));
+    // Once the forecast is usable the headroom goes; the flat load is then
+    // carried at the target again (no faster than the HPA's scale-down).
+    let (t, ..) = cold
+        .iter()
+        .find(|s| s.1 == ModeUsed::Predictive)
+        .expect("the forecast becomes usable within the hour");
+    assert!((20 * 60..=40 * 60).contains(t), "usable at {t} s");
+    assert_eq!(cold.last().unwrap().2, 13);
+    // Without it, the fallback is the HPA's own answer.
+    let plain = run(1.0);
+    assert_eq!((plain[0].1, plain[0].2), (ModeUsed::ReactiveFallback, 13));
+    assert!(!plain[0].3.contains("cold-start"));
+}
+
+#[test]
 fn predictive_scales_up_before_a_recurring_burst() {
     let mut a = Autoscaler::with_forecast_config(policy("predictive"), cfg());
     let mut current = 10u32;

@@ -64,12 +64,16 @@ fn a_step_costs_exactly_one_startup_of_underprovisioning() {
 #[test]
 fn a_flat_trace_is_served_without_scaling() {
     let trace = vec![3.0; 100];
+    let plain = ForecastConfig {
+        cold_start_headroom: 1.0,
+        ..ForecastConfig::default()
+    };
     for mode in ["reactive", "predictive"] {
         let r = simulate(
             &trace,
             &cfg(60.0, 60, 1.0),
             &policy(mode, 60),
-            ForecastConfig::default(),
+            plain.clone(),
         )
         .unwrap();
         assert_eq!(r.underprovisioned_pct, 0.0);
@@ -77,6 +81,19 @@ fn a_flat_trace_is_served_without_scaling() {
         // 5 replicas (3.0 / 0.6) for 99 minutes.
         assert!((r.instance_hours - 5.0 * 99.0 / 60.0).abs() < 1e-9);
     }
+    // With the default cold-start headroom the predictive mode holds 6
+    // (twice the load at 100 %) until its forecast is usable, then goes
+    // back to 5: two changes, more instance-hours, never short.
+    let r = simulate(
+        &trace,
+        &cfg(60.0, 60, 1.0),
+        &policy("predictive", 60),
+        ForecastConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(r.underprovisioned_pct, 0.0);
+    assert_eq!(r.scale_events, 2, "{r:?}");
+    assert!(r.instance_hours > 5.0 * 99.0 / 60.0 && r.instance_hours < 6.0 * 99.0 / 60.0);
 }
 
 #[test]
