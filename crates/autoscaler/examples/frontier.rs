@@ -17,7 +17,8 @@
 //! whole trace's either way, as in the script), and optionally the
 //! predictive targets. Forecaster settings from the environment: `Q`
 //! (quantile), `MIN_SCORED`, `STEP` (bucket seconds), `RISE_DAYS`,
-//! `RISE_WINDOW`, `RISE_MIN_DAYS`, `REACT` (true/false). `PAR` threads
+//! `RISE_WINDOW`, `RISE_MIN_DAYS`, `REACT` (true/false), `COLD` (cold-start
+//! headroom, 1 = none). `PAR` threads
 //! (default 2). HPA results are cached under /tmp (they do not depend on
 //! the forecaster).
 

@@ -106,7 +106,7 @@ impl Autoscaler {
     /// the HPA alone (the history's highest load may be days old).
     fn cold_start_need(&self, why: &NoForecast) -> u32 {
         let headroom = self.forecaster.config().cold_start_headroom;
-        if !matches!(why, NoForecast::ShortHistory { .. }) || !(headroom > 1.0) {
+        if !matches!(why, NoForecast::ShortHistory { .. }) || headroom.is_nan() || headroom <= 1.0 {
             return 0;
         }
         let p = &self.policy;
