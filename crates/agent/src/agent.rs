@@ -599,7 +599,11 @@ impl Reconciler {
             }
         }
         session.abort();
-        info!("agent stopping; containers are left running");
+        info!(
+            passes = self.passes,
+            quiet_passes = self.quiet_passes,
+            "agent stopping; containers are left running"
+        );
         Ok(())
     }
 

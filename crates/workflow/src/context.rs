@@ -9,7 +9,7 @@ use jdos_types::{keys, EventResult, Task};
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::Notify;
 
-use crate::events::{TaskEvents, TransitionEvent};
+use crate::events::{PendingEvent, TaskEvents, TransitionEvent};
 use crate::StepError;
 
 /// Progress is written at most this often (the last unit always is).
@@ -78,6 +78,9 @@ pub struct StepContext {
     pub(crate) worker_id: Arc<str>,
     pub(crate) last_progress_ms: u64,
     pub(crate) events: Arc<dyn TaskEvents>,
+    /// Transitions made in memory since the last write (steps that changed
+    /// nothing), whose events go with the next one.
+    pub(crate) pending: Vec<PendingEvent>,
 }
 
 impl std::fmt::Debug for StepContext {
@@ -147,6 +150,15 @@ impl StepContext {
         self.persist_step().await
     }
 
+    /// Replaces the scratch data without writing it: it goes with the
+    /// task's next write. For a decision a re-run may make again, e.g. by a
+    /// step that returns [`crate::StepOutcome::Nothing`].
+    pub fn set_data<T: Serialize>(&mut self, data: &T) -> Result<(), StepError> {
+        self.task.data = serde_json::to_value(data)
+            .map_err(|e| StepError::Fatal(format!("cannot encode task data: {e}")))?;
+        Ok(())
+    }
+
     /// Reports progress of the current step (`done` of `total` `unit`s).
     /// Written at most once a second, and always when `done == total`;
     /// a failed write is only logged (progress is informational).
@@ -210,9 +222,17 @@ impl StepContext {
             return Err(PersistError::Fenced);
         }
         let task_key = keys::task(&self.task.id);
-        let Some((action, result, message)) = event else {
-            return self.persist_alone(&task_key, extra).await;
+        // Transitions made in memory ride on this write: the last of them
+        // stands for it when it has no event of its own.
+        let (event, earlier) = match (event, self.pending.split_last()) {
+            (Some(e), _) => (e, self.pending.len()),
+            (None, Some((last, _))) => (
+                (last.action, last.result, last.message.as_str()),
+                self.pending.len() - 1,
+            ),
+            (None, None) => return self.persist_alone(&task_key, extra).await,
         };
+        let (action, result, message) = (event.0, event.1, event.2.to_string());
         loop {
             self.task.updated_at_ms = crate::now_ms();
             let compares = vec![
@@ -225,7 +245,8 @@ impl StepContext {
                 task: &self.task,
                 action,
                 result,
-                message,
+                message: &message,
+                earlier: &self.pending[..earlier],
             };
             let events = self.events.clone();
             if let Some(rev) = events
@@ -233,6 +254,7 @@ impl StepContext {
                 .await?
             {
                 self.task_rev = rev;
+                self.pending.clear();
                 return Ok(());
             }
             let stored = self.store.get(&task_key).await?;

@@ -4,6 +4,18 @@ use async_trait::async_trait;
 use jdos_store::{Compare, Revision, Store, StoreError, Txn, TxnOp};
 use jdos_types::{EventResult, Task};
 
+/// A transition made in memory and not written yet (a step that changed
+/// nothing): its event goes with the task's next write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingEvent {
+    /// One of [`crate::actions`].
+    pub action: &'static str,
+    /// Outcome.
+    pub result: EventResult,
+    /// What happened.
+    pub message: String,
+}
+
 /// The event of one task transition, committed with the write that makes it.
 #[derive(Debug, Clone, Copy)]
 pub struct TransitionEvent<'a> {
@@ -15,6 +27,9 @@ pub struct TransitionEvent<'a> {
     pub result: EventResult,
     /// What happened.
     pub message: &'a str,
+    /// Transitions this write also makes, oldest first: their events come
+    /// before this one's.
+    pub earlier: &'a [PendingEvent],
 }
 
 /// Told about every task transition (see [`crate::actions`]): submit, each
@@ -44,6 +59,10 @@ pub trait TaskEvents: Send + Sync {
         let resp = store.txn(txn).await?;
         if !resp.succeeded {
             return Ok(None);
+        }
+        for e in event.earlier {
+            self.record(event.task, e.action, e.result, e.message.clone())
+                .await;
         }
         self.record(
             event.task,

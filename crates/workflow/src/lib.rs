@@ -49,7 +49,7 @@ pub use engine::{
     submitted_message, Engine, EngineConfig, LockInfo, NewTask, QueueEntry, TaskFilter, WorkerInfo,
 };
 pub use error::WorkflowError;
-pub use events::{NoEvents, TaskEvents, TransitionEvent};
+pub use events::{NoEvents, PendingEvent, TaskEvents, TransitionEvent};
 pub use id::new_task_id;
 pub use jdos_types::task::{Progress, Step};
 pub use jdos_types::{EventResult, Task, TaskState};

@@ -55,6 +55,11 @@ pub trait Operation: Send + Sync {
 pub enum StepOutcome {
     /// The step is done; the message goes into its timeline.
     Done(String),
+    /// The step is done and changed nothing anywhere (no hook to call, no
+    /// container to remove): its transition is not written on its own but
+    /// with the task's next write, event included. If the worker stops
+    /// before that write, the step simply runs again.
+    Nothing(String),
     /// Not there yet (e.g. containers not running): run the step again after
     /// `after`. Not counted as an attempt; the message is shown meanwhile.
     Wait {
@@ -69,6 +74,11 @@ impl StepOutcome {
     /// `Done` with a message.
     pub fn done(message: impl Into<String>) -> Self {
         StepOutcome::Done(message.into())
+    }
+
+    /// `Nothing` with a message: done, having changed nothing.
+    pub fn nothing(message: impl Into<String>) -> Self {
+        StepOutcome::Nothing(message.into())
     }
 
     /// `Wait` with a delay and a message.

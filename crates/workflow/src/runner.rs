@@ -15,7 +15,8 @@ use tracing::Instrument;
 use crate::context::{Flag, PersistError, StepContext};
 use crate::mirror::WatchOn;
 use crate::{
-    actions, app_lock_key, queue_key, Engine, LockInfo, Operation, StepError, StepOutcome,
+    actions, app_lock_key, queue_key, Engine, LockInfo, Operation, PendingEvent, StepError,
+    StepOutcome,
 };
 
 /// How a run ended, for the dispatcher.
@@ -204,6 +205,7 @@ async fn try_claim(engine: &Engine, id: &str, app: &str, cancel: &Arc<Flag>) -> 
         attempt: 0,
         worker_id: engine.worker_id.clone(),
         last_progress_ms: 0,
+        pending: Vec::new(),
         events: engine.events.clone(),
     })))
 }
@@ -313,6 +315,28 @@ async fn drive(engine: &Engine, ctx: &mut StepContext) -> Result<RunEnd, Stop> {
                 let event = (actions::STEP, EventResult::Success, msg.as_str());
                 save_with(engine, ctx, Vec::new(), Some(event)).await?;
                 tracing::debug!(step = %name, "step done");
+            }
+            Ok(StepOutcome::Nothing(message)) => {
+                let s = &mut ctx.task.steps[idx];
+                s.attempts += 1;
+                s.state = TaskState::Succeeded;
+                s.finished_at_ms = now;
+                s.message = message.clone();
+                ctx.task.progress = None;
+                ctx.task.not_before_ms = 0;
+                let Some(next) = ctx.task.steps.get_mut(idx + 1) else {
+                    return finish(engine, ctx, TaskState::Succeeded).await;
+                };
+                next.state = TaskState::Running;
+                next.started_at_ms = now;
+                // Nothing to make durable: the transition and its event go
+                // with the next write (a crash before it re-runs the step).
+                ctx.pending.push(PendingEvent {
+                    action: actions::STEP,
+                    result: EventResult::Success,
+                    message: step_message(&name, &message),
+                });
+                tracing::debug!(step = %name, "step done, nothing changed");
             }
             Ok(StepOutcome::Wait { after, message }) => {
                 ctx.task.not_before_ms = now + after.as_millis() as u64;

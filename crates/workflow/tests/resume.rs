@@ -104,6 +104,73 @@ async fn another_worker_resumes_a_dead_workers_task_after_its_lease_expires() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_that_changed_nothing_runs_again_when_its_worker_dies_before_the_next_write() {
+    let store = memory().await;
+    let op = ScriptOp::new();
+    let cfg = EngineConfig {
+        lease_ttl: Duration::from_secs(30),
+        ..config("w1")
+    };
+    let events = Arc::new(Recorder::default());
+    let first = start(engine(
+        store.clone(),
+        cfg.clone(),
+        op.clone(),
+        events.clone(),
+    ));
+    let t = first
+        .engine
+        .submit(script(
+            "shop",
+            &["a", "b", "c"],
+            json!({"b": ["nothing"], "c": ["hang_on:w1", "done"]}),
+        ))
+        .await
+        .unwrap();
+    // b ran and c hangs: the store still says b is running.
+    until_step_started(&op, store.as_ref(), &t.id, 1).await;
+    let deadline = Instant::now() + T;
+    while !op.calls_of(&t.id).iter().any(|c| c.step == "b") {
+        assert!(Instant::now() < deadline, "b never ran");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    first.kill().await;
+    let stored: jdos_workflow::Task = serde_json::from_slice(
+        &store
+            .get(&jdos_types::keys::task(&t.id))
+            .await
+            .unwrap()
+            .unwrap()
+            .value,
+    )
+    .unwrap();
+    assert_eq!(stored.steps[1].state, TaskState::Running);
+    // The same worker id restarted resumes at b (at once: its own lock).
+    let again = start(engine(store.clone(), cfg, op.clone(), events.clone()));
+    let done = again.engine.wait(&t.id, T).await.unwrap();
+    assert_eq!(done.state, TaskState::Succeeded, "{done:?}");
+    let runs = |step: &str| {
+        op.calls_of(&t.id)
+            .iter()
+            .filter(|c| c.step == step)
+            .map(|c| c.worker.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(runs("a").len(), 1);
+    assert_eq!(runs("b").len(), 2, "b's first run was never written");
+    assert_eq!(runs("c").len(), 1, "the hanging run of c never returned");
+    // One event per step: the dead worker's in-memory one was never written.
+    let steps: Vec<_> = events
+        .of(&t.id)
+        .into_iter()
+        .filter(|e| e.0 == jdos_workflow::actions::STEP)
+        .collect();
+    assert_eq!(steps.len(), 3, "{steps:?}");
+    again.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_same_worker_restarted_resumes_its_tasks_at_once() {
     let store = memory().await;
     let op = ScriptOp::new();

@@ -135,6 +135,77 @@ async fn each_step_commits_its_event_with_the_task_write() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_that_changed_nothing_ride_on_the_next_write() {
+    let store = memory().await;
+    let op = ScriptOp::new();
+    let events = Arc::new(InTxn::default());
+    let w = start(engine(
+        store.clone(),
+        config("w1"),
+        op.clone(),
+        events.clone(),
+    ));
+    let steps = ["a", "b", "c", "d"];
+    let quiet = w
+        .engine
+        .submit(script(
+            "shop",
+            &steps,
+            json!({"b": ["nothing"], "c": ["nothing"]}),
+        ))
+        .await
+        .unwrap();
+    let busy = w
+        .engine
+        .submit(script("shop", &steps, json!({})))
+        .await
+        .unwrap();
+    let mut writes = Vec::new();
+    for id in [&quiet.id, &busy.id] {
+        let t = w.engine.wait(id, T).await.unwrap();
+        assert_eq!(t.state, TaskState::Succeeded, "{t:?}");
+        assert!(t.steps.iter().all(|s| s.state == TaskState::Succeeded));
+        let kv = store
+            .get(&jdos_types::keys::task(id))
+            .await
+            .unwrap()
+            .unwrap();
+        writes.push(kv.version);
+    }
+    // Submit, claim, a, and the end with d: b and c wrote nothing of
+    // their own; each step of the other task did.
+    assert_eq!(writes, [4, 6]);
+    let t = w.engine.get(&quiet.id).await.unwrap().unwrap();
+    assert_eq!(t.steps[1].message, "b unchanged");
+    assert_eq!(t.steps[2].message, "c unchanged");
+    // Every step still has its event, in order, written with the task.
+    let committed: Vec<String> = events
+        .committed
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| e.0 == quiet.id)
+        .map(|e| e.3.clone())
+        .collect();
+    assert_eq!(
+        committed,
+        [
+            "step a done: a ok",
+            "step b done: b unchanged",
+            "step c done: c unchanged",
+            "step d done: d ok"
+        ]
+    );
+    let in_store = store
+        .range(&format!("/test-events/{}/", quiet.id), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(in_store.kvs.len(), 4);
+    assert_clean(store.as_ref()).await;
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_step_backs_off_and_succeeds_within_its_attempts() {
     let store = memory().await;
     let op = ScriptOp::new();

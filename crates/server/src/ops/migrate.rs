@@ -183,7 +183,7 @@ impl Operation for MigrateOp {
             }
             "pre_stop_hooks" | "post_start_hooks" => {
                 if ids.is_empty() {
-                    return Ok(StepOutcome::done("nothing to do"));
+                    return Ok(StepOutcome::nothing("nothing to do"));
                 }
                 let g = common::require_group(&st, &p.group).await?;
                 let (phase, mut done) = if step == "pre_stop_hooks" {
@@ -218,7 +218,7 @@ impl Operation for MigrateOp {
             }
             "stop" => {
                 if ids.is_empty() {
-                    return Ok(StepOutcome::done("nothing to stop"));
+                    return Ok(StepOutcome::nothing("nothing to stop"));
                 }
                 // Only those still on their old host: a re-run after the
                 // move must not stop them again.
@@ -250,7 +250,7 @@ impl Operation for MigrateOp {
             }
             "relocate" => {
                 if ids.is_empty() {
-                    return Ok(StepOutcome::done("nothing to move"));
+                    return Ok(StepOutcome::nothing("nothing to move"));
                 }
                 let g = common::require_group(&st, &p.group).await?;
                 let avoid = data.old_hosts();

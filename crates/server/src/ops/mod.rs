@@ -193,14 +193,29 @@ impl TaskEvents for ServerTaskEvents {
         let Some(st) = self.0.upgrade() else {
             return Err(StoreError::Backend("the server is shutting down".into()));
         };
+        // Earlier transitions (steps that changed nothing) first, in order.
+        let mut drafts: Vec<EventDraft> = event
+            .earlier
+            .iter()
+            .map(|e| task_draft(event.task, e.action, e.result, &e.message))
+            .collect();
+        drafts.push(task_draft(
+            event.task,
+            event.action,
+            event.result,
+            event.message,
+        ));
+        let also = drafts.split_off(1);
         let m = Mutation {
             compares,
             ops,
-            event: task_draft(event.task, event.action, event.result, event.message),
+            event: drafts.remove(0),
         };
-        Ok(match st.events().commit(store, m, st.now_ms()).await? {
-            Commit::Done { revision, .. } => Some(revision),
-            Commit::Stale => None,
-        })
+        Ok(
+            match st.events().commit_with(store, m, also, st.now_ms()).await? {
+                Commit::Done { revision, .. } => Some(revision),
+                Commit::Stale => None,
+            },
+        )
     }
 }

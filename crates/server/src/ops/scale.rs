@@ -208,7 +208,7 @@ impl Operation for ScaleOp {
             }
             "publish" => {
                 if data.placed.is_empty() {
-                    return Ok(StepOutcome::done("nothing to publish"));
+                    return Ok(StepOutcome::nothing("nothing to publish"));
                 }
                 let g = common::require_group(&st, &t.group).await?;
                 st.platform()
@@ -262,6 +262,13 @@ impl Operation for ScaleOp {
                         .collect();
                     format!("{} to remove: indexes {}", victims.len(), names.join(", "))
                 };
+                if victims.is_empty() {
+                    // A decision a re-run makes again: written with the
+                    // task's next write, like the steps that follow it.
+                    data.victims = Some(victims);
+                    ctx.set_data(&data)?;
+                    return Ok(StepOutcome::nothing(msg));
+                }
                 data.victims = Some(victims);
                 ctx.save_data(&data).await?;
                 Ok(StepOutcome::done(msg))
@@ -269,11 +276,11 @@ impl Operation for ScaleOp {
             "pre_stop_hooks" => {
                 let victims = data.victims.clone().unwrap_or_default();
                 if victims.is_empty() {
-                    return Ok(StepOutcome::done("nothing to stop"));
+                    return Ok(StepOutcome::nothing("nothing to stop"));
                 }
                 let g = common::group(&st, &t.group).await?;
                 let Some(g) = g else {
-                    return Ok(StepOutcome::done("group gone: no hooks"));
+                    return Ok(StepOutcome::nothing("group gone: no hooks"));
                 };
                 let recs = common::records(&st, &victims).await?;
                 let mut done = data.pre_stopped.clone();
@@ -299,7 +306,7 @@ impl Operation for ScaleOp {
             "retire" => {
                 let victims = data.victims.clone().unwrap_or_default();
                 if victims.is_empty() {
-                    return Ok(StepOutcome::done("nothing to retire"));
+                    return Ok(StepOutcome::nothing("nothing to retire"));
                 }
                 st.platform().retire(&victims).await.map_err(perr)?;
                 Ok(StepOutcome::done(format!(
@@ -346,11 +353,11 @@ impl ScaleOp {
         phase: HookPhase,
     ) -> Result<StepOutcome, StepError> {
         if data.placed.is_empty() {
-            return Ok(StepOutcome::done("no new container"));
+            return Ok(StepOutcome::nothing("no new container"));
         }
         let g = common::require_group(st, &t.group).await?;
         if phase.of(&g.value.template.hooks).is_empty() {
-            return Ok(StepOutcome::done(format!("no {phase} hooks")));
+            return Ok(StepOutcome::nothing(format!("no {phase} hooks")));
         }
         let recs = common::records(st, &data.placed).await?;
         let task = ctx.task().clone();
@@ -412,7 +419,7 @@ pub(super) async fn wait_gone(
     timeout_ms: u64,
 ) -> Result<StepOutcome, StepError> {
     if ids.is_empty() {
-        return Ok(StepOutcome::done("nothing to wait for"));
+        return Ok(StepOutcome::nothing("nothing to wait for"));
     }
     st.platform().finalize_ids(ids).await.map_err(perr)?;
     let left = common::records(st, ids).await?;
@@ -445,7 +452,7 @@ pub(super) async fn wait_gone(
 /// is gone.
 pub(super) async fn finalize(st: &AppState, ids: &[InstanceId]) -> Result<StepOutcome, StepError> {
     if ids.is_empty() {
-        return Ok(StepOutcome::done("nothing to finalize"));
+        return Ok(StepOutcome::nothing("nothing to finalize"));
     }
     st.platform().finalize_ids(ids).await.map_err(perr)?;
     let left = common::records(st, ids).await?;

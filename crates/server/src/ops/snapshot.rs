@@ -297,11 +297,11 @@ impl SnapshotScaleOp {
         phase: HookPhase,
     ) -> Result<StepOutcome, StepError> {
         if data.scale.placed.is_empty() {
-            return Ok(StepOutcome::done("no new container"));
+            return Ok(StepOutcome::nothing("no new container"));
         }
         let g = common::require_group(st, &p.group).await?;
         if phase.of(&g.value.template.hooks).is_empty() {
-            return Ok(StepOutcome::done(format!("no {phase} hooks")));
+            return Ok(StepOutcome::nothing(format!("no {phase} hooks")));
         }
         let recs = common::records(st, &data.scale.placed).await?;
         let task = ctx.task().clone();
@@ -450,7 +450,7 @@ impl Operation for SnapshotScaleOp {
             }
             "publish" => {
                 if data.scale.placed.is_empty() {
-                    return Ok(StepOutcome::done("nothing to publish"));
+                    return Ok(StepOutcome::nothing("nothing to publish"));
                 }
                 let g = common::require_group(&st, &p.group).await?;
                 let group = clone_group(&g.value, &p, &data);

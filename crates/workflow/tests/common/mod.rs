@@ -31,7 +31,7 @@ pub struct Call {
 /// `{"steps": ["a", "b"], "script": {"b": ["retry", "done"]}, "sleep_ms": 5}`.
 /// A step's n-th call takes the n-th outcome (the last one repeats; default
 /// `done`). Outcomes: `done`, `retry`, `fatal`, `wait` (5 ms), `panic`,
-/// `until_cancel` (waits until cancelled), `hang_on:<worker>` (sleeps an
+/// `nothing` (done, having changed nothing), `until_cancel` (waits until cancelled), `hang_on:<worker>` (sleeps an
 /// hour on that worker, else done), `slow_on:<worker>` (500 ms on that
 /// worker, then done).
 #[derive(Default)]
@@ -101,6 +101,7 @@ impl Operation for ScriptOp {
         }
         let result = match outcome.as_str() {
             "done" => Ok(StepOutcome::done(format!("{step} ok"))),
+            "nothing" => Ok(StepOutcome::nothing(format!("{step} unchanged"))),
             "retry" => Err(StepError::retry(format!("{step} flaked"))),
             "fatal" => Err(StepError::fatal(format!("{step} broke"))),
             "wait" => Ok(StepOutcome::wait(
@@ -229,10 +230,22 @@ impl TaskEvents for InTxn {
         event: jdos_workflow::TransitionEvent<'_>,
     ) -> Result<Option<jdos_store::Revision>, jdos_store::StoreError> {
         let n = self.committed.lock().unwrap().len();
-        ops.push(jdos_store::TxnOp::put(
-            format!("/test-events/{}/{n:04}", event.task.id),
-            event.message.as_bytes().to_vec(),
-        ));
+        let all: Vec<(String, EventResult, String)> = event
+            .earlier
+            .iter()
+            .map(|e| (e.action.to_string(), e.result, e.message.clone()))
+            .chain(std::iter::once((
+                event.action.to_string(),
+                event.result,
+                event.message.to_string(),
+            )))
+            .collect();
+        for (i, e) in all.iter().enumerate() {
+            ops.push(jdos_store::TxnOp::put(
+                format!("/test-events/{}/{:04}", event.task.id, n + i),
+                e.2.as_bytes().to_vec(),
+            ));
+        }
         let mut txn = jdos_store::Txn::new();
         txn.compares = compares;
         txn.success = ops;
@@ -241,12 +254,10 @@ impl TaskEvents for InTxn {
             self.stale.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             return Ok(None);
         }
-        self.committed.lock().unwrap().push((
-            event.task.id.clone(),
-            event.action.to_string(),
-            event.result,
-            event.message.to_string(),
-        ));
+        let mut committed = self.committed.lock().unwrap();
+        for (action, result, message) in all {
+            committed.push((event.task.id.clone(), action, result, message));
+        }
         Ok(Some(resp.revision))
     }
 }
