@@ -146,13 +146,22 @@ impl Operation for ScaleOp {
             "read_target" | "set_replicas" => {
                 let g = common::require_group(&st, &t.group).await?;
                 let target = t.replicas.unwrap_or(g.value.replicas);
-                if data.target.is_none() {
+                let first = data.target.is_none();
+                if first {
                     data.prev_replicas = Some(g.value.replicas);
                     data.target = Some(target);
-                    ctx.save_data(&data).await?;
                 }
                 if g.value.replicas == target {
+                    // No group write follows: the step's own write keeps it.
+                    if first {
+                        ctx.set_data(&data)?;
+                    }
                     return Ok(StepOutcome::done(format!("target {target} replicas")));
+                }
+                if first {
+                    // Durable before the group changes: a re-run must know
+                    // the replicas it started from.
+                    ctx.save_data(&data).await?;
                 }
                 let mut next = g.value.clone();
                 next.replicas = target;
@@ -194,8 +203,10 @@ impl Operation for ScaleOp {
                 placed.sort();
                 let n = placed.len();
                 if placed != data.placed {
+                    // Written with the step's end, which follows at once; a
+                    // re-run finds the same unpublished containers again.
                     data.placed = placed;
-                    ctx.save_data(&data).await?;
+                    ctx.set_data(&data)?;
                 }
                 Ok(StepOutcome::done(format!(
                     "{n} new container(s) placed; {} live",
@@ -215,12 +226,6 @@ impl Operation for ScaleOp {
                     .publish(&g.value, &data.placed)
                     .await
                     .map_err(perr)?;
-                ctx.set_progress(
-                    data.placed.len() as u64,
-                    data.placed.len() as u64,
-                    "containers",
-                )
-                .await;
                 Ok(StepOutcome::done(format!(
                     "{} work order(s) published",
                     data.placed.len()
