@@ -556,8 +556,18 @@ pub async fn run_e2e(config: &E2eConfig, store: Arc<dyn Store>) -> Result<E2eRun
     let cpu_seconds = process_cpu_seconds() - cpu0;
     tracing::info!(running, expected, e2e_seconds, "end to end done");
 
-    // Task outcomes (read straight from the store, once).
-    let tasks: Vec<Task> = json::list_all(store.as_ref(), keys::TASKS).await?;
+    // Task outcomes (read straight from the store, once); a record's
+    // version counts its writes.
+    let mut tasks: Vec<Task> = Vec::new();
+    let mut task_writes = 0u64;
+    jdos_store::for_each_page(store.as_ref(), keys::TASKS, 4096, |kvs| {
+        for kv in kvs {
+            task_writes += kv.version;
+            tasks.push(json::decode(kv)?);
+        }
+        Ok::<_, jdos_store::StoreError>(())
+    })
+    .await?;
     let mut durations: Vec<f64> = tasks
         .iter()
         .filter(|t| t.state == TaskState::Succeeded)
@@ -618,6 +628,7 @@ pub async fn run_e2e(config: &E2eConfig, store: Arc<dyn Store>) -> Result<E2eRun
         tasks_failed: Some(failed as u64),
         p50_task_seconds: Some(quantile(&mut durations, 0.50)),
         p99_task_seconds: Some(quantile(&mut durations, 0.99)),
+        task_writes_mean: Some(task_writes as f64 / tasks.len().max(1) as f64),
         submit_seconds: Some(submit_seconds),
         slowest_tasks: {
             let mut done: Vec<&Task> = tasks.iter().filter(|t| t.updated_at_ms > 0).collect();

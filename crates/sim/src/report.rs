@@ -97,6 +97,10 @@ pub struct SimReport {
     /// E2e: 99th percentile task duration, seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub p99_task_seconds: Option<f64>,
+    /// E2e: mean writes of a task record over its life (submit, claim,
+    /// step transitions, scratch data, progress, end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_writes_mean: Option<f64>,
     /// E2e: the slowest tasks, slowest first (what bounds the run).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub slowest_tasks: Vec<TaskTiming>,

@@ -198,12 +198,13 @@ fn print_e2e(run: &E2eRun) {
         o(r.submit_seconds)
     );
     println!(
-        "tasks      {} ({} succeeded, {} failed); duration p50 {:.2} s, p99 {:.2} s",
+        "tasks      {} ({} succeeded, {} failed); duration p50 {:.2} s, p99 {:.2} s; {:.1} writes per task",
         r.tasks.unwrap_or(0),
         r.tasks_succeeded.unwrap_or(0),
         r.tasks_failed.unwrap_or(0),
         o(r.p50_task_seconds),
-        o(r.p99_task_seconds)
+        o(r.p99_task_seconds),
+        o(r.task_writes_mean)
     );
     println!("cpu        {:.2} s over the run", r.cpu_seconds);
     if r.violations == 0 {
