@@ -10,7 +10,8 @@
 //! task's scratch data before the side effect it guards is repeated.
 //! Waiting steps return [`StepOutcome::Wait`] (the worker slot is freed
 //! between polls) and fail after their timeout naming the containers that
-//! did not get there and why.
+//! did not get there and why. A step that found nothing to do returns
+//! `StepOutcome::Nothing`: its end rides on the task's next write.
 //!
 //! The operations hold a [`WeakState`]: the state holds the engine, the
 //! engine holds the operations, so a strong handle would be a cycle that
