@@ -297,7 +297,12 @@ async fn drive(engine: &Engine, ctx: &mut StepContext) -> Result<RunEnd, Stop> {
         }
         let now = crate::now_ms();
         match result {
-            Ok(StepOutcome::Done(message)) => {
+            Ok(outcome @ (StepOutcome::Done(_) | StepOutcome::Nothing(_))) => {
+                let (message, changed) = match outcome {
+                    StepOutcome::Done(m) => (m, true),
+                    StepOutcome::Nothing(m) => (m, false),
+                    StepOutcome::Wait { .. } => unreachable!("matched Done or Nothing"),
+                };
                 let s = &mut ctx.task.steps[idx];
                 s.attempts += 1;
                 s.state = TaskState::Succeeded;
@@ -312,31 +317,21 @@ async fn drive(engine: &Engine, ctx: &mut StepContext) -> Result<RunEnd, Stop> {
                 next.state = TaskState::Running;
                 next.started_at_ms = now;
                 let msg = step_message(&name, &message);
-                let event = (actions::STEP, EventResult::Success, msg.as_str());
-                save_with(engine, ctx, Vec::new(), Some(event)).await?;
-                tracing::debug!(step = %name, "step done");
-            }
-            Ok(StepOutcome::Nothing(message)) => {
-                let s = &mut ctx.task.steps[idx];
-                s.attempts += 1;
-                s.state = TaskState::Succeeded;
-                s.finished_at_ms = now;
-                s.message = message.clone();
-                ctx.task.progress = None;
-                ctx.task.not_before_ms = 0;
-                let Some(next) = ctx.task.steps.get_mut(idx + 1) else {
-                    return finish(engine, ctx, TaskState::Succeeded).await;
-                };
-                next.state = TaskState::Running;
-                next.started_at_ms = now;
-                // Nothing to make durable: the transition and its event go
-                // with the next write (a crash before it re-runs the step).
-                ctx.pending.push(PendingEvent {
-                    action: actions::STEP,
-                    result: EventResult::Success,
-                    message: step_message(&name, &message),
-                });
-                tracing::debug!(step = %name, "step done, nothing changed");
+                if changed {
+                    let event = (actions::STEP, EventResult::Success, msg.as_str());
+                    save_with(engine, ctx, Vec::new(), Some(event)).await?;
+                    tracing::debug!(step = %name, "step done");
+                } else {
+                    // Nothing to make durable: the transition and its event
+                    // go with the next write (a crash before it re-runs the
+                    // step, which changes nothing either).
+                    ctx.pending.push(PendingEvent {
+                        action: actions::STEP,
+                        result: EventResult::Success,
+                        message: msg,
+                    });
+                    tracing::debug!(step = %name, "step done, nothing changed");
+                }
             }
             Ok(StepOutcome::Wait { after, message }) => {
                 ctx.task.not_before_ms = now + after.as_millis() as u64;

@@ -161,6 +161,7 @@ async fn a_step_that_changed_nothing_runs_again_when_its_worker_dies_before_the_
     assert_eq!(runs("b").len(), 2, "b's first run was never written");
     assert_eq!(runs("c").len(), 1, "the hanging run of c never returned");
     // One event per step: the dead worker's in-memory one was never written.
+    events.settled(&t.id).await;
     let steps: Vec<_> = events
         .of(&t.id)
         .into_iter()

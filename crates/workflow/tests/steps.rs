@@ -89,6 +89,9 @@ async fn each_step_commits_its_event_with_the_task_write() {
         .unwrap();
     let t = w.engine.wait(&t.id, T).await.unwrap();
     assert_eq!(t.state, TaskState::Succeeded, "{t:?}");
+    // The end's event is recorded after the last write returned: once it
+    // is there, so is every committed one.
+    events.recorded.settled(&t.id).await;
     let committed: Vec<(String, EventResult, String)> = events
         .committed
         .lock()
@@ -175,6 +178,7 @@ async fn steps_that_changed_nothing_ride_on_the_next_write() {
     // Submit, claim, a, and the end with d: b and c wrote nothing of
     // their own; each step of the other task did.
     assert_eq!(writes, [4, 6]);
+    events.recorded.settled(&quiet.id).await;
     let t = w.engine.get(&quiet.id).await.unwrap().unwrap();
     assert_eq!(t.steps[1].message, "b unchanged");
     assert_eq!(t.steps[2].message, "c unchanged");
