@@ -85,6 +85,9 @@ pub enum Command {
     Top(cmd::top::Args),
 }
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     cmd::init_tracing(&cli.global);
