@@ -35,6 +35,11 @@ const PAGE: usize = 2_000;
 /// cancelled future) must not keep its addresses out of use for good.
 const HOLD_TTL: Duration = Duration::from_secs(60);
 
+/// A hold taken at `at` still keeps its address taken.
+fn hold_live(at: &Instant) -> bool {
+    at.elapsed() < HOLD_TTL
+}
+
 /// The value of the identity index key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Owner {
@@ -258,8 +263,7 @@ impl Index {
     pub(crate) fn insert(&mut self, mut cache: NetCache) {
         let name = cache.network.name.clone();
         if let Some(held) = self.held.get_mut(&name) {
-            let now = Instant::now();
-            held.retain(|_, at| now.duration_since(*at) < HOLD_TTL);
+            held.retain(|_, at| hold_live(at));
             for ip in held.keys() {
                 cache.pool.assign(*ip);
             }
@@ -304,7 +308,7 @@ impl Index {
         c.apply(ip, rec);
         // An expired hold no longer counts, as at a reload.
         let held = self.held.get(network).and_then(|h| h.get(&ip));
-        if held.is_some_and(|at| at.elapsed() < HOLD_TTL) {
+        if held.is_some_and(hold_live) {
             c.pool.assign(ip);
         }
     }

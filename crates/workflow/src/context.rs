@@ -145,8 +145,7 @@ impl StepContext {
     /// Replaces the scratch data and writes the task now, so that a re-run
     /// of the step after a crash sees it.
     pub async fn save_data<T: Serialize>(&mut self, data: &T) -> Result<(), StepError> {
-        self.task.data = serde_json::to_value(data)
-            .map_err(|e| StepError::Fatal(format!("cannot encode task data: {e}")))?;
+        self.set_data(data)?;
         self.persist_step().await
     }
 

@@ -296,13 +296,9 @@ async fn drive(engine: &Engine, ctx: &mut StepContext) -> Result<RunEnd, Stop> {
             return Err(Stop);
         }
         let now = crate::now_ms();
+        let changed = !matches!(result, Ok(StepOutcome::Nothing(_)));
         match result {
-            Ok(outcome @ (StepOutcome::Done(_) | StepOutcome::Nothing(_))) => {
-                let (message, changed) = match outcome {
-                    StepOutcome::Done(m) => (m, true),
-                    StepOutcome::Nothing(m) => (m, false),
-                    StepOutcome::Wait { .. } => unreachable!("matched Done or Nothing"),
-                };
+            Ok(StepOutcome::Done(message) | StepOutcome::Nothing(message)) => {
                 let s = &mut ctx.task.steps[idx];
                 s.attempts += 1;
                 s.state = TaskState::Succeeded;

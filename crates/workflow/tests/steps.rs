@@ -92,14 +92,7 @@ async fn each_step_commits_its_event_with_the_task_write() {
     // The end's event is recorded after the last write returned: once it
     // is there, so is every committed one.
     events.recorded.settled(&t.id).await;
-    let committed: Vec<(String, EventResult, String)> = events
-        .committed
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|e| e.0 == t.id)
-        .map(|e| (e.1.clone(), e.2, e.3.clone()))
-        .collect();
+    let committed = events.committed_of(&t.id);
     assert_eq!(
         committed,
         [
@@ -184,12 +177,9 @@ async fn steps_that_changed_nothing_ride_on_the_next_write() {
     assert_eq!(t.steps[2].message, "c unchanged");
     // Every step still has its event, in order, written with the task.
     let committed: Vec<String> = events
-        .committed
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|e| e.0 == quiet.id)
-        .map(|e| e.3.clone())
+        .committed_of(&quiet.id)
+        .into_iter()
+        .map(|e| e.2)
         .collect();
     assert_eq!(
         committed,

@@ -262,6 +262,19 @@ impl TaskEvents for InTxn {
     }
 }
 
+impl InTxn {
+    /// `task`'s committed events (action, result, message), in order.
+    pub fn committed_of(&self, task: &str) -> Vec<(String, EventResult, String)> {
+        self.committed
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.0 == task)
+            .map(|e| (e.1.clone(), e.2, e.3.clone()))
+            .collect()
+    }
+}
+
 /// Fast retries for tests.
 pub fn config(worker: &str) -> EngineConfig {
     EngineConfig {
